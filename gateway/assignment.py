@@ -1,0 +1,38 @@
+"""Assignments: device D is used by subject S under huvudman H, for kinds K, from T1 to T2.
+
+The in-memory shape routing works on; the `assignment` table (store/migrations) holds the same
+fields. See ARCHITECTURE.md, Ownership.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+import msgspec
+
+from gateway.codes import Kind
+
+
+class LegalBasis(StrEnum):
+    HSL = "HSL"
+    SOL = "SoL"
+    LSS = "LSS"
+
+
+class Assignment(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    device_id: str
+    huvudman: str
+    subject_ref: str
+    legal_basis: LegalBasis
+    kinds: frozenset[Kind]
+    valid_from: datetime
+    valid_to: datetime | None = None
+    alarm_route: str | None = None
+    position_consent: bool = False
+
+    def covers(self, at: datetime) -> bool:
+        """Half-open [valid_from, valid_to): a return at 10:00 ends coverage of 10:00 itself."""
+        return self.valid_from <= at and (self.valid_to is None or at < self.valid_to)

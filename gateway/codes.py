@@ -1,0 +1,84 @@
+"""IEEE 11073-10101 (MDC) observation and unit codes the gateway understands.
+
+Values and sources are in ../shared/design/PROTOCOLS.md §3. One table serves every adapter, so a
+weight is 188736 in kg whether it came as PCD-01, PHD FHIR, Open mHealth or vendor JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """What a reading is about. Assignments grant data per kind, so routing keys on this."""
+
+    WEIGHT = "weight"
+    BMI = "bmi"
+    BLOOD_PRESSURE = "blood_pressure"
+    PULSE = "pulse"
+    SPO2 = "spo2"
+    TEMPERATURE = "temperature"
+    POSITION = "position"
+    ALARM = "alarm"
+    STATUS = "status"
+    ACTIVITY = "activity"
+    MEDICATION = "medication"
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    code: int
+    ref_id: str
+    kind: Kind
+    ucum: str
+    loinc: str | None
+    mdc_unit: int
+
+
+WEIGHT = Metric(188736, "MDC_MASS_BODY_ACTUAL", Kind.WEIGHT, "kg", "29463-7", 263875)
+BMI = Metric(188752, "MDC_RATIO_MASS_BODY_LEN_SQ", Kind.BMI, "kg/m2", "39156-5", 264096)
+BP_COMPOUND = Metric(150020, "MDC_PRESS_BLD_NONINV", Kind.BLOOD_PRESSURE, "mm[Hg]", "85354-9",
+                     266016)
+BP_SYSTOLIC = Metric(150021, "MDC_PRESS_BLD_NONINV_SYS", Kind.BLOOD_PRESSURE, "mm[Hg]", "8480-6",
+                     266016)
+BP_DIASTOLIC = Metric(150022, "MDC_PRESS_BLD_NONINV_DIA", Kind.BLOOD_PRESSURE, "mm[Hg]", "8462-4",
+                      266016)
+BP_MEAN = Metric(150023, "MDC_PRESS_BLD_NONINV_MEAN", Kind.BLOOD_PRESSURE, "mm[Hg]", None, 266016)
+PULSE_CUFF = Metric(149546, "MDC_PULS_RATE_NON_INV", Kind.PULSE, "/min", "8867-4", 264864)
+PULSE_OXIMETER = Metric(149530, "MDC_PULS_OXIM_PULS_RATE", Kind.PULSE, "/min", "8867-4", 264864)
+SPO2 = Metric(150456, "MDC_PULS_OXIM_SAT_O2", Kind.SPO2, "%", "2708-6", 262688)
+BODY_TEMPERATURE = Metric(150364, "MDC_TEMP_BODY", Kind.TEMPERATURE, "Cel", "8310-5", 268192)
+
+METRICS: dict[int, Metric] = {
+    m.code: m
+    for m in (WEIGHT, BMI, BP_COMPOUND, BP_SYSTOLIC, BP_DIASTOLIC, BP_MEAN, PULSE_CUFF,
+              PULSE_OXIMETER, SPO2, BODY_TEMPERATURE)
+}
+BY_REF_ID: dict[str, Metric] = {m.ref_id: m for m in METRICS.values()}
+
+# MDC unit codes (partition DIM) to UCUM, for adapters that receive MDC units (PCD-01 OBX-6).
+MDC_UNITS: dict[int, str] = {
+    263875: "kg",
+    263904: "[lb_av]",
+    266016: "mm[Hg]",
+    265987: "kPa",
+    262688: "%",
+    264864: "/min",
+    264096: "kg/m2",
+    263441: "cm",
+    268192: "Cel",
+    266560: "[degF]",
+}
+
+# Device specialisation codes (INFRA partition), used to recognise the device row of PCD-01.
+DEVICE_PROFILES: dict[int, str] = {
+    528388: "pulse_oximeter",
+    528391: "blood_pressure_meter",
+    528399: "scale",
+    528392: "thermometer",
+}
+
+
+def metric(code: int) -> Metric | None:
+    return METRICS.get(code)
