@@ -118,7 +118,7 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=False):
 
 _READING_TYPES = ("weight", "bmi", "spo2", "temperature", "pulse", "blood_pressure")
 _envelope = msgspec.json.Decoder(Envelope)
-_reading = msgspec.json.Decoder(ReadingItem)  # type: ignore[arg-type]
+_reading = msgspec.json.Decoder(ReadingItem)
 _status = msgspec.json.Decoder(StatusItem)
 _alarm = msgspec.json.Decoder(AlarmItem)
 _peek_type = msgspec.json.Decoder(dict[str, Any])

@@ -136,7 +136,8 @@ def kind_of(event: Event) -> Kind:
     return Kind.STATUS
 
 
-def event_id(device_id: str, discriminator: str, measured_at: datetime, extra: str = "") -> uuid.UUID:
+def event_id(device_id: str, discriminator: str, measured_at: datetime,
+             extra: str = "") -> uuid.UUID:
     """Same device, same thing, same measurement time: same id, on every resend and instance.
 
     `discriminator` names what was measured (an MDC code, an alarm type); `extra` separates
@@ -162,4 +163,5 @@ def encode(event: Event) -> bytes:
 
 
 def decode(data: bytes) -> Event:
-    return _decoder.decode(data)
+    event: Event = _decoder.decode(data)
+    return event

@@ -1,0 +1,217 @@
+"""The `gateway` command: serve, demo, migrate, simulate and the registry's admin commands."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway import admin, logs
+from gateway.assignment import LegalBasis
+from gateway.codes import Kind
+from gateway.settings import Settings
+from gateway.store.connector import Store
+from gateway.store.migrate import MigrationError, migrate
+
+app = typer.Typer(no_args_is_help=True, help="Telemetry gateway for assistive devices.")
+device_app = typer.Typer(no_args_is_help=True, help="Devices and their credentials.")
+assignment_app = typer.Typer(no_args_is_help=True, help="Who uses a device, for whom, when.")
+huvudman_app = typer.Typer(no_args_is_help=True, help="The 50 huvudmän.")
+config_app = typer.Typer(no_args_is_help=True, help="Load registry files from config/.")
+app.add_typer(device_app, name="device")
+app.add_typer(assignment_app, name="assignment")
+app.add_typer(huvudman_app, name="huvudman")
+app.add_typer(config_app, name="config")
+
+console = Console()
+T = TypeVar("T")
+
+
+def _dsn() -> str:
+    dsn = Settings().database_url
+    if not dsn:
+        console.print("[red]DATABASE_URL is not set.[/] Example: "
+                      "postgresql://gateway@127.0.0.1:5432/gateway")
+        raise typer.Exit(2)
+    return dsn
+
+
+def _with_store(work: Callable[[Store], Awaitable[T]]) -> T:
+    async def main() -> T:
+        store = await Store.connect(_dsn())
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except admin.AdminError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply database migrations (idempotent)."""
+    try:
+        done = asyncio.run(migrate(_dsn()))
+    except MigrationError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"applied: {', '.join(done)}" if done else "schema is up to date")
+
+
+@app.command()
+def serve() -> None:
+    """Run ingest (MQTT and HTTP) against DATABASE_URL and MQTT_URL."""
+    from gateway.runtime import serve as run_serve
+
+    settings = Settings()
+    logs.configure(settings.log_format)
+    _dsn()
+    asyncio.run(run_serve(settings))
+
+
+@app.command()
+def demo(
+    interval: Annotated[float, typer.Option(help="Seconds between simulator rounds")] = 2.0,
+    http_port: Annotated[int, typer.Option(help="Port of the HTTP API")] = 8080,
+) -> None:
+    """Run the whole system on embedded defaults, with a simulated fleet. Ctrl-C stops it."""
+    from gateway.demo import run_demo
+
+    run_demo(interval_s=interval, http_port=http_port)
+
+
+@app.command()
+def simulate(
+    mqtt_url: Annotated[str, typer.Option(envvar="MQTT_URL")],
+    http_url: Annotated[str, typer.Option(help="Base URL of the gateway's HTTP API")] =
+        "http://127.0.0.1:8080",
+    fleet: Annotated[Path, typer.Option(help="Fleet file with devices and tokens")] =
+        Path("config/demo/fleet.toml"),
+    interval: float = 2.0,
+    rounds: Annotated[int | None, typer.Option(help="Stop after this many rounds")] = None,
+) -> None:
+    """Drive a simulated fleet against a running gateway."""
+    from simulator.run import run
+
+    tally = run(fleet, mqtt_url=mqtt_url, http_url=http_url, interval_s=interval, rounds=rounds)
+    console.print({"sent": dict(tally.sent), "confirmed": dict(tally.confirmed),
+                   "rejected": dict(tally.rejected), "errors": dict(tally.errors)})
+
+
+@config_app.command("load")
+def config_load(path: Annotated[Path, typer.Argument(help="A .toml file or a folder of them")]
+                ) -> None:
+    """Load huvudmän, devices and assignments from TOML (idempotent)."""
+    try:
+        config = admin.read_config(path)
+    except admin.AdminError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+    counts = _with_store(lambda store: admin.apply_config(store, config))
+    console.print(f"loaded {counts}")
+
+
+@huvudman_app.command("list")
+def huvudman_list() -> None:
+    rows = _with_store(lambda s: s.fetch("list_huvudman"))
+    table = Table("code", "name", "kind")
+    for r in rows:
+        table.add_row(r["code"], r["name"], r["kind"])
+    console.print(table)
+
+
+@huvudman_app.command("add")
+def huvudman_add(code: str, name: str, kind: str) -> None:
+    """Register or rename a huvudman (code: SCB code, kind: region or kommun)."""
+    try:
+        spec = admin.HuvudmanSpec.model_validate({"code": code, "name": name, "kind": kind})
+    except ValueError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+    _with_store(lambda s: s.execute("upsert_huvudman", spec.code, spec.name, spec.kind))
+    console.print(f"huvudman {spec.code} registered")
+
+
+@device_app.command("add")
+def device_add(
+    device_id: str, device_type: str, model: Annotated[str | None, typer.Option()] = None,
+    heartbeat_interval_s: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Register a device and issue its credential (printed once; only its hash is stored)."""
+    try:
+        admin.DeviceSpec(id=device_id, type=device_type, model=model)
+    except ValueError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+    token = _with_store(lambda s: admin.add_device(s, device_id, device_type, model,
+                                                   heartbeat_interval_s))
+    console.print(f"device {device_id} registered. Its credential (shown only now):")
+    print(token)
+
+
+@device_app.command("list")
+def device_list() -> None:
+    rows = _with_store(lambda s: s.fetch("list_devices"))
+    table = Table("id", "type", "model", "state", "credential", "active assignments")
+    for r in rows:
+        table.add_row(r["id"], r["device_type"], r["model"] or "", r["state"],
+                      "yes" if r["has_credential"] else "no", str(r["active_assignments"]))
+    console.print(table)
+
+
+@assignment_app.command("add")
+def assignment_add(
+    device: str, huvudman: str,
+    subject_ref: Annotated[str, typer.Option(help="The huvudman's opaque reference")],
+    legal_basis: Annotated[LegalBasis, typer.Option()],
+    kinds: Annotated[list[Kind], typer.Option("--kind", help="Repeat for each kind")],
+    valid_from: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"])] = None,
+    alarm_route: Annotated[str | None, typer.Option()] = None,
+    position_consent: bool = False,
+) -> None:
+    """Lend a device to a person under a huvudman and legal basis, from a time on."""
+    start = _aware(valid_from) if valid_from else datetime.now(UTC)
+    spec = admin.AssignmentSpec(device=device, huvudman=huvudman, subject_ref=subject_ref,
+                                legal_basis=legal_basis, kinds=kinds, valid_from=start,
+                                alarm_route=alarm_route, position_consent=position_consent)
+    new_id = _with_store(lambda s: admin.add_assignment(s, spec))
+    console.print(f"assignment {new_id}")
+
+
+@assignment_app.command("end")
+def assignment_end(
+    assignment_id: uuid.UUID,
+    at: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%dT%H:%M:%S%z"])] = None,
+) -> None:
+    """End an assignment (device returned): readings measured from then on are not covered."""
+    when = _aware(at) if at else datetime.now(UTC)
+    _with_store(lambda s: admin.end_assignment(s, assignment_id, when))
+    console.print(f"assignment {assignment_id} ends {when.isoformat()}")
+
+
+@assignment_app.command("list")
+def assignment_list(device: Annotated[str | None, typer.Option()] = None) -> None:
+    rows = _with_store(lambda s: s.fetch("list_assignments", device))
+    table = Table("id", "device", "huvudman", "basis", "kinds", "from", "to")
+    for r in rows:
+        table.add_row(str(r["id"]), r["device_id"], r["huvudman"], r["legal_basis"],
+                      ",".join(r["kinds"]), r["valid_from"].isoformat(),
+                      r["valid_to"].isoformat() if r["valid_to"] else "")
+    console.print(table)
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+

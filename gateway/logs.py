@@ -1,0 +1,42 @@
+"""Structured logs. Log ids (device, event, batch), counts and durations: never values,
+positions, subject references or personal numbers. `redact` is a last line of defence."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# Keys that must never reach a log line, whatever a caller passes.
+_FORBIDDEN = frozenset({"value", "values", "position", "lat", "lon", "subject_ref", "pid",
+                        "personnummer", "payload", "body", "token"})
+
+
+def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in _FORBIDDEN & event.keys():
+        event[key] = "[redacted]"
+    return event
+
+
+def configure(fmt: str = "json", level: int = logging.INFO) -> None:
+    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
+                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get(name: str) -> Any:
+    return structlog.get_logger(name)

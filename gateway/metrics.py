@@ -1,0 +1,27 @@
+"""Prometheus metrics. Labels are bounded (transport, reason, format): never device ids."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECEIVED = Counter("gateway_ingest_messages_received_total",
+                   "Messages received from devices", ["transport"])
+ACCEPTED = Counter("gateway_ingest_events_accepted_total",
+                   "Events committed (new, not duplicates)", ["transport"])
+DUPLICATES = Counter("gateway_ingest_events_duplicate_total",
+                     "Events already stored, absorbed by deduplication", ["transport"])
+REJECTED = Counter("gateway_ingest_rejected_total",
+                   "Rejected messages or items, by reason", ["transport", "reason"])
+ACKED = Counter("gateway_ingest_messages_acked_total",
+                "Messages acknowledged to the device or broker after commit", ["transport"])
+BATCH_SIZE = Histogram("gateway_batch_events", "Events per committed batch",
+                       buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000))
+COMMIT_SECONDS = Histogram("gateway_batch_commit_seconds", "Time to commit one batch",
+                           buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5))
+ACK_SECONDS = Histogram("gateway_ingest_ack_latency_seconds",
+                        "From receipt of a message to its acknowledgement", ["transport"],
+                        buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5))
+COMMIT_FAILURES = Counter("gateway_batch_commit_failures_total",
+                          "Batch commits that failed and were retried")
+PENDING = Gauge("gateway_pipeline_pending_events", "Events received and not yet committed")
+MQTT_CONNECTED = Gauge("gateway_mqtt_connected", "1 while the ingest MQTT session is up")

@@ -1,0 +1,126 @@
+"""The ingest role as one running process: store, registry, pipeline, MQTT and HTTP together.
+
+Start-up order matters for "ack after commit": the pipeline runs before any transport accepts a
+message; shutdown stops the transports' intake, lets the pipeline commit and ack what it holds,
+and only then disconnects from the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from gateway import ingest
+from gateway.logs import get as get_logger
+from gateway.pipeline import Pipeline
+from gateway.registry import Registry
+from gateway.settings import Settings
+from gateway.store.connector import Store
+from gateway.transports.http_api import create_app
+from gateway.transports.mqtt_ingest import MqttIngest
+
+log = get_logger("runtime")
+
+PARTITION_MAINTENANCE_S = 6 * 3600
+STALL_LIMIT_S = 10.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    registry: Registry = field(default_factory=Registry)
+    pipeline: Pipeline | None = None
+    mqtt: MqttIngest | None = None
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {
+            "database": await self.store.ping(),
+            "registry": self.registry.version > 0,
+            "commits": self.pipeline is not None and (
+                self.pipeline.stalled_since is None
+                or time.monotonic() - self.pipeline.stalled_since < STALL_LIMIT_S),
+        }
+        if self.mqtt is not None:
+            checks["mqtt"] = self.mqtt.connected.is_set()
+        return checks
+
+
+async def serve(settings: Settings, *, install_signals: bool = True,
+                started: asyncio.Event | None = None,
+                stop_event: asyncio.Event | None = None) -> None:
+    """Run ingest until SIGINT/SIGTERM or until `stop_event` is set."""
+    assert settings.database_url is not None
+    store = await Store.connect(settings.database_url, max_size=6)
+    rt = Runtime(settings, store, stop_event=stop_event or asyncio.Event())
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, rt.stop_event.set)
+    try:
+        await store.ensure_partitions()
+        await rt.registry.reload(store)
+        rt.pipeline = Pipeline(store, router=ingest.router(rt.registry),
+                               max_events=settings.batch_max_events,
+                               max_wait_s=settings.batch_max_wait_s)
+        pipeline_task = asyncio.create_task(rt.pipeline.run(), name="pipeline")
+        listen_stop = asyncio.Event()
+        listener = asyncio.create_task(
+            store.listen("registry_changed", lambda: rt.registry.reload(store), listen_stop),
+            name="registry-listener")
+        maintenance = asyncio.create_task(_maintain_partitions(store), name="partitions")
+        if settings.mqtt_url:
+            rt.mqtt = MqttIngest(settings, rt.registry, rt.pipeline, loop)
+            rt.mqtt.start()
+        app = create_app(settings, rt.registry, rt.pipeline, rt)
+        server = _Server(uvicorn.Config(
+            app, host=settings.http_host, port=settings.http_port, log_level="warning",
+            access_log=False, lifespan="off"))
+        http_task = asyncio.create_task(server.serve(), name="http")
+        log.info("ingest_started", http=f"http://{settings.http_host}:{settings.http_port}",
+                 mqtt=bool(settings.mqtt_url))
+        if started is not None:
+            started.set()
+        await rt.stop_event.wait()
+
+        log.info("ingest_stopping", pending_events=rt.pipeline.pending)
+        server.should_exit = True
+        await http_task
+        rt.pipeline.stop()
+        await pipeline_task  # everything received is committed and acknowledged
+        if rt.mqtt is not None:
+            await asyncio.to_thread(rt.mqtt.stop)
+        listen_stop.set()
+        maintenance.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await maintenance
+        log.info("ingest_stopped")
+    finally:
+        await store.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: shutdown order is the runtime's to decide."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _maintain_partitions(store: Store) -> None:
+    while True:
+        await asyncio.sleep(PARTITION_MAINTENANCE_S)
+        try:
+            created = await store.ensure_partitions()
+            if created:
+                log.info("partitions_created", partitions=created)
+        except Exception:
+            log.exception("partition_maintenance_failed")

@@ -1,0 +1,47 @@
+"""Runtime settings, from the environment (12-factor), with defaults that suit one machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Unset means "start the embedded one" in `gateway demo`; `gateway serve` requires them.
+    database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL"))
+    mqtt_url: str | None = field(default_factory=lambda: os.environ.get("MQTT_URL"))
+    http_host: str = field(default_factory=lambda: os.environ.get("HTTP_HOST", "127.0.0.1"))
+    http_port: int = field(default_factory=lambda: _int("HTTP_PORT", 8080))
+    # Group commit: a batch is written when it holds this many events or is this old.
+    batch_max_events: int = field(default_factory=lambda: _int("BATCH_MAX_EVENTS", 2000))
+    batch_max_wait_s: float = field(default_factory=lambda: _float("BATCH_MAX_WAIT_S", 0.005))
+    # Client id of the persistent MQTT session; the broker keeps unacked messages for it.
+    mqtt_client_id: str = field(
+        default_factory=lambda: os.environ.get("MQTT_CLIENT_ID", "gateway-ingest"))
+    # Set to a group name to share the load among several ingest instances ($share/<group>/…).
+    mqtt_shared_group: str | None = field(
+        default_factory=lambda: os.environ.get("MQTT_SHARED_GROUP") or None)
+    mqtt_topic_prefix: str = field(
+        default_factory=lambda: os.environ.get("MQTT_TOPIC_PREFIX", "devices"))
+    # Paho message ids are 16 bit; stay far below 65,535 unacknowledged messages.
+    mqtt_max_inflight: int = field(default_factory=lambda: _int("MQTT_MAX_INFLIGHT", 1000))
+    http_max_body_bytes: int = field(
+        default_factory=lambda: _int("HTTP_MAX_BODY_BYTES", 1_048_576))
+    mqtt_max_payload_bytes: int = field(
+        default_factory=lambda: _int("MQTT_MAX_PAYLOAD_BYTES", 262_144))
+    # How long an HTTP request waits for its commit before answering 503 (the client retries).
+    http_commit_timeout_s: float = field(
+        default_factory=lambda: _float("HTTP_COMMIT_TIMEOUT_S", 10.0))
+    state_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("GATEWAY_STATE_DIR", ".state")))
+    log_format: str = field(default_factory=lambda: os.environ.get("LOG_FORMAT", "json"))

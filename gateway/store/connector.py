@@ -1,0 +1,154 @@
+"""The one module that talks to PostgreSQL. SQL lives in queries.sql and migrations/*.sql.
+
+Everything on the ingest hot path is a batch: `write_batch` stores any number of events and their
+deliveries in one transaction and one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files("gateway.store").joinpath("queries.sql").read_text("utf-8")
+    parts = _NAME.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+QUERIES = _load_queries()
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    event_id: uuid.UUID
+    measured_at: datetime
+    received_at: datetime
+    device_id: str
+    event_type: str
+    kind: str
+    code: int | None
+    source: str
+    flags: tuple[str, ...]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    event_id: uuid.UUID
+    huvudman: str
+    assignment_id: uuid.UUID | None
+    lane: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    new_ids: frozenset[uuid.UUID]
+    queued: int
+
+
+class Store:
+    """A pool of connections and the named queries, nothing else."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 4) -> Store:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                         command_timeout=30)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(QUERIES[name], *args))
+
+    async def fetchval(self, name: str, *args: Any) -> Any:
+        return await self.pool.fetchval(QUERIES[name], *args)
+
+    async def execute(self, name: str, *args: Any) -> str:
+        return str(await self.pool.execute(QUERIES[name], *args))
+
+    async def write_batch(self, events: Sequence[EventRow],
+                          deliveries: Sequence[DeliveryRow]) -> BatchResult:
+        """Store events and queue deliveries for the new ones, in one transaction."""
+        args = (
+            [e.event_id for e in events], [e.measured_at for e in events],
+            [e.received_at for e in events], [e.device_id for e in events],
+            [e.event_type for e in events], [e.kind for e in events], [e.code for e in events],
+            [e.source for e in events], [",".join(e.flags) for e in events],
+            [e.body for e in events],
+            [d.event_id for d in deliveries], [d.huvudman for d in deliveries],
+            [d.assignment_id for d in deliveries], [d.lane for d in deliveries],
+        )
+        # A single statement is its own transaction: committed when it returns.
+        row = await self.pool.fetchrow(QUERIES["write_batch"], *args)
+        assert row is not None
+        return BatchResult(frozenset(row["new_ids"] or ()), int(row["queued"]))
+
+    async def ensure_partitions(self, months_back: int = 2, months_ahead: int = 3) -> list[str]:
+        return [r[0] for r in await self.fetch("ensure_partitions", months_back, months_ahead)]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.pool.fetchval("SELECT 1", timeout=2))
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+
+    async def listen(self, channel: str, on_change: Callable[[], Awaitable[None]],
+                     stop: asyncio.Event) -> None:
+        """Call `on_change` on every NOTIFY on `channel`, reconnecting until `stop` is set."""
+        while not stop.is_set():
+            try:
+                conn = await self.pool.acquire()
+            except (OSError, asyncpg.PostgresError):
+                await asyncio.sleep(1)
+                continue
+            wake = asyncio.Event()
+
+            def notified(*_: object, wake: asyncio.Event = wake) -> None:
+                wake.set()
+
+            try:
+                await conn.add_listener(channel, notified)
+                await on_change()  # anything that changed while we were not listening
+                while not stop.is_set():
+                    waiter = asyncio.create_task(wake.wait())
+                    stopper = asyncio.create_task(stop.wait())
+                    await asyncio.wait({waiter, stopper}, timeout=60,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    stopper.cancel()
+                    if stop.is_set():
+                        break
+                    # Woken by a NOTIFY or by the timeout: the timeout is a safety net that
+                    # reloads once a minute even if a notification was lost.
+                    wake.clear()
+                    # Coalesce bursts (a config load fires many statements).
+                    await asyncio.sleep(0.05)
+                    wake.clear()
+                    await on_change()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(1)
+            finally:
+                try:
+                    await conn.remove_listener(channel, notified)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    pass
+                await self.pool.release(conn)
+
+
+def as_interval(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)

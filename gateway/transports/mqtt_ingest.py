@@ -1,0 +1,135 @@
+"""MQTT ingest: QoS 1, persistent session, PUBACK only after the message's batch is committed.
+
+Topic scheme (docs/mqtt.md): a device publishes under its own id only, which broker ACLs can
+enforce with a `%u`/`%c` pattern:
+
+    devices/{device_id}/up/{format}     device → gateway (format: native, omh, ...)
+    devices/{device_id}/down/error      gateway → device: why a message was rejected
+
+paho-mqtt runs its network loop in its own thread and parses there; the asyncio loop owns the
+pipeline and sends the acks. A message that is invalid is answered on the device's error topic
+and still acknowledged (after the batch it joined commits, to keep acks in order), so the broker
+does not redeliver it forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from adapters.errors import Rejection
+from adapters.native import rejection_document
+from gateway import ingest, metrics
+from gateway.logs import get as get_logger
+from gateway.pipeline import Outcome, Pipeline
+from gateway.registry import Registry
+from gateway.settings import Settings
+
+log = get_logger("mqtt")
+TRANSPORT = "mqtt"
+
+
+def parse_url(url: str) -> tuple[str, int, str | None, str | None]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp"):
+        raise ValueError("MQTT_URL must look like mqtt://[user:password@]host:port")
+    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
+
+
+class MqttIngest:
+    def __init__(self, settings: Settings, registry: Registry, pipeline: Pipeline,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        assert settings.mqtt_url is not None
+        self._settings = settings
+        self._registry = registry
+        self._pipeline = pipeline
+        self._loop = loop
+        self._prefix = settings.mqtt_topic_prefix
+        host, port, user, password = parse_url(settings.mqtt_url)
+        self._host, self._port = host, port
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
+                                  clean_session=False, manual_ack=True,
+                                  protocol=mqtt.MQTTv311)
+        if user:
+            self.client.username_pw_set(user, password)
+        self.client.max_inflight_messages_set(settings.mqtt_max_inflight)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(1, 5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.connected = asyncio.Event()
+
+    @property
+    def subscription(self) -> str:
+        topic = f"{self._prefix}/+/up/+"
+        group = self._settings.mqtt_shared_group
+        return f"$share/{group}/{topic}" if group else topic
+
+    def start(self) -> None:
+        self.client.connect_async(self._host, self._port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- paho thread --------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags,
+                    reason: object, _p: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("mqtt_connect_refused", reason=str(reason))
+            return
+        client.subscribe(self.subscription, qos=1)
+        metrics.MQTT_CONNECTED.set(1)
+        log.info("mqtt_connected", session_present=flags.session_present,
+                 subscription=self.subscription)
+        self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: object,
+                       _p: object) -> None:
+        metrics.MQTT_CONNECTED.set(0)
+        log.warning("mqtt_disconnected", reason=str(reason))
+        self._loop.call_soon_threadsafe(self.connected.clear)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        started = time.monotonic()
+        received_at = datetime.now(UTC)
+        parts = msg.topic.split("/")
+        if len(parts) != 4 or parts[0] != self._prefix or parts[2] != "up":
+            decoded = ingest.Decoded([], [Rejection("topic", "expected devices/{id}/up/{format}")])
+            device_id = None
+        elif len(msg.payload) > self._settings.mqtt_max_payload_bytes:
+            device_id = parts[1]
+            decoded = ingest.Decoded([], [Rejection(
+                "$", f"payload larger than {self._settings.mqtt_max_payload_bytes} bytes")])
+            metrics.RECEIVED.labels(TRANSPORT).inc()
+            metrics.REJECTED.labels(TRANSPORT, "size").inc()
+        else:
+            device_id = parts[1]
+            decoded = ingest.decode(self._registry, TRANSPORT, device_id, parts[3],
+                                    bytes(msg.payload), received_at)
+        if decoded.rejections and device_id is not None:
+            # publish() is thread-safe in paho; QoS 1 so a connected device does get it.
+            self.client.publish(f"{self._prefix}/{device_id}/down/error",
+                                rejection_document(decoded.rejections), qos=1)
+        self._loop.call_soon_threadsafe(self._submit, msg.mid, msg.qos, decoded, started)
+
+    # --- event loop thread --------------------------------------------------------------
+
+    def _submit(self, mid: int, qos: int, decoded: ingest.Decoded, started: float) -> None:
+        def acknowledge(outcome: Outcome) -> None:
+            if qos > 0:
+                self.client.ack(mid, qos)
+            metrics.ACKED.labels(TRANSPORT).inc()
+            metrics.ACCEPTED.labels(TRANSPORT).inc(len(outcome.new))
+            metrics.DUPLICATES.labels(TRANSPORT).inc(len(outcome.duplicates))
+            metrics.ACK_SECONDS.labels(TRANSPORT).observe(time.monotonic() - started)
+
+        self._pipeline.submit(decoded.events, acknowledge)
