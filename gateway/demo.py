@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from rich.console import Console
 
 from gateway import admin, embedded, logs
-from gateway.runtime import serve
+from gateway.runtime import Runtime, serve
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
@@ -68,14 +68,14 @@ async def _main(settings: Settings, interval_s: float) -> None:
     console.print(f"registry loaded: {counts['huvudman']} huvudmän, {counts['device']} devices, "
                   f"{counts['assignment']} assignments")
 
-    started = asyncio.Event()
+    started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     ingest = asyncio.create_task(serve(settings, install_signals=False, started=started,
                                        stop_event=stop))
-    await started.wait()
+    await started
     http = f"http://{settings.http_host}:{settings.http_port}"
     console.print(f"[bold green]gateway running[/]\n"
                   f"  HTTP API + OpenAPI: {http}/docs\n"

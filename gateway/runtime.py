@@ -54,7 +54,7 @@ class Runtime:
 
 
 async def serve(settings: Settings, *, install_signals: bool = True,
-                started: asyncio.Event | None = None,
+                started: asyncio.Future[Runtime] | None = None,
                 stop_event: asyncio.Event | None = None) -> None:
     """Run ingest until SIGINT/SIGTERM or until `stop_event` is set."""
     assert settings.database_url is not None
@@ -87,7 +87,7 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         log.info("ingest_started", http=f"http://{settings.http_host}:{settings.http_port}",
                  mqtt=bool(settings.mqtt_url))
         if started is not None:
-            started.set()
+            started.set_result(rt)
         await rt.stop_event.wait()
 
         log.info("ingest_stopping", pending_events=rt.pipeline.pending)

@@ -146,6 +146,19 @@ def _len_prefixed(text: str) -> bytes:
     return bytes((len(raw),)) + raw
 
 
+_KIND_AAD: dict[str, bytes] = {}
+
+
+def _kind_aad(kind: str) -> bytes:
+    # Kinds are a handful of strings: memoise their length-prefixed form (bounded, just in case).
+    cached = _KIND_AAD.get(kind)
+    if cached is None:
+        cached = _len_prefixed(kind)
+        if len(_KIND_AAD) < 1024:
+            _KIND_AAD[kind] = cached
+    return cached
+
+
 def associated_data(header: bytes, event_id: uuid.UUID, huvudman: str, kind: str) -> bytes:
     """The AAD of one payload: envelope header, event id, huvudman and kind, unambiguously."""
     return header + event_id.bytes + _len_prefixed(huvudman) + _len_prefixed(kind)
@@ -289,7 +302,7 @@ class Sealer:
         else:
             self._cache.move_to_end(ck)
         nonce = os.urandom(_NONCE_LEN)
-        aad = entry.header + event_id.bytes + entry.huvudman_aad + _len_prefixed(kind)
+        aad = entry.header + event_id.bytes + entry.huvudman_aad + _kind_aad(kind)
         ciphertext = entry.aead.encrypt(nonce, plaintext, aad)
         return Sealed(entry.header + nonce + ciphertext, entry.pending)
 
@@ -450,7 +463,7 @@ class Opener:
             envelope[: _HEADER.size]
             + event_id.bytes
             + self._huvudman_aad
-            + _len_prefixed(kind)
+            + _kind_aad(kind)
         )
         try:
             return aead.decrypt(envelope[_HEADER.size : split], envelope[split:], aad)

@@ -14,8 +14,9 @@ Suites
 
 File format
 -----------
-`cryptography` serialises neither hybrid key as PKCS#8 / SubjectPublicKeyInfo, so a key file is a
-PEM-style armour of the raw key with RFC 1421-style headers that say what it is::
+`cryptography`'s hybrid key objects have no serialisation of their own (only their ML-KEM and
+X25519 halves do), and a PKCS#8 file would not say which HPKE suite or huvudman it is for. So for
+both suites a key file is a PEM-style armour of the raw key with RFC 1421-style headers::
 
     -----BEGIN VGR HPKE PUBLIC KEY-----
     Suite: MLKEM768-X25519/HKDF-SHA256/AES-256-GCM

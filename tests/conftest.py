@@ -1,0 +1,134 @@
+"""Real services for the integration tests.
+
+PostgreSQL: the one on 127.0.0.1:5432 when it answers (a fresh database per run, dropped at the
+end), otherwise an embedded pgserver. MQTT: Mosquitto started from the project's own broker
+configuration on a free port when the binary exists, otherwise the embedded amqtt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway import admin, embedded
+from gateway.settings import Settings
+from gateway.store.connector import Store
+from gateway.store.migrate import migrate
+from tests.support import FakeDevice, MqttProbe, RunningGateway, register_device
+
+LOCAL_PG = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _local_pg_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), 0.5):
+            pass
+    except OSError:
+        return False
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(LOCAL_PG, timeout=3)
+        except (OSError, asyncpg.PostgresError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    if _local_pg_answers():
+        asyncio.run(_admin(LOCAL_PG, f'CREATE DATABASE "{name}"'))
+        dsn = LOCAL_PG.rsplit("/", 1)[0] + f"/{name}"
+        asyncio.run(migrate(dsn))
+        yield dsn
+        asyncio.run(_admin(LOCAL_PG, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    else:
+        service = embedded.start_postgres(tmp_path_factory.mktemp("pg"))
+        asyncio.run(migrate(service.url))
+        yield service.url
+        service.stop()
+
+
+async def _admin(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.Service]:
+    if embedded.mosquitto_binary():
+        service = embedded.start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    else:
+        service = embedded.start_amqtt()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def needs_redelivering_broker(broker: embedded.Service) -> None:
+    if broker.kind != "mosquitto":
+        pytest.skip("amqtt 0.12 does not redeliver unacknowledged QoS 1 messages to a "
+                    "persistent session; install mosquitto to run this test")
+
+
+@pytest.fixture(scope="session")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = await Store.connect(database_url)
+    await admin.apply_config(s, admin.read_config(ROOT / "config" / "huvudman.toml"))
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def device(store: Store, gateway: RunningGateway) -> FakeDevice:
+    """A registered scale, assigned to the region, that the running gateway already knows."""
+    fake = await register_device(store, assignments=[
+        {"huvudman": "14", "subject_ref": "test-subject-191212121212",
+         "legal_basis": "HSL", "kinds": ["weight", "bmi", "status"],
+         "valid_from": "2026-01-01T00:00:00+00:00"}])
+    await gateway.knows(fake)
+    return fake
+
+
+@pytest.fixture(scope="session")
+async def gateway(database_url: str, broker: embedded.Service,
+                  store: Store) -> AsyncIterator[RunningGateway]:
+    """Ingest running in the test's event loop, against the real database and broker."""
+    from gateway.runtime import Runtime, serve
+
+    port = embedded.free_port()
+    settings = dataclasses.replace(
+        Settings(), database_url=database_url, mqtt_url=broker.url, http_port=port,
+        mqtt_client_id=f"gw-test-{uuid.uuid4().hex[:8]}", http_max_body_bytes=65536)
+    started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, install_signals=False, started=started,
+                                     stop_event=stop))
+    runtime = await asyncio.wait_for(started, 30)
+    running = RunningGateway(settings, f"http://127.0.0.1:{port}", stop, task, runtime)
+    yield running
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+def mqtt_probe(broker: embedded.Service) -> Iterator[MqttProbe]:
+    probe = MqttProbe(broker.url)
+    yield probe
+    probe.close()

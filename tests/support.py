@@ -1,0 +1,107 @@
+"""Helpers the tests share: fake devices, a device-side MQTT client, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import admin
+from gateway.registry import token_hash
+from gateway.settings import Settings
+from gateway.store.connector import Store
+
+
+@dataclasses.dataclass
+class FakeDevice:
+    id: str
+    token: str
+
+
+async def register_device(store: Store, device_type: str = "scale",
+                          assignments: list[dict[str, Any]] | None = None) -> FakeDevice:
+    """A fresh device (unique id per test, so tests never see each other's data)."""
+    device = FakeDevice(f"T-{device_type[:5].upper()}-{uuid.uuid4().hex[:10]}",
+                        f"test-token-{uuid.uuid4().hex}")
+    config = admin.ConfigFile(
+        device=[admin.DeviceSpec(id=device.id, type=device_type,
+                                 token_sha256=token_hash(device.token).hex())],
+        assignment=[admin.AssignmentSpec.model_validate({"device": device.id, **a})
+                    for a in assignments or []])
+    await admin.apply_config(store, config)
+    return device
+
+
+@dataclasses.dataclass
+class RunningGateway:
+    settings: Settings
+    http: str
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    runtime: Any
+
+    async def knows(self, device: FakeDevice, timeout: float = 5.0) -> None:
+        """Wait until the running gateway's registry has reloaded and holds `device`."""
+        deadline = time.monotonic() + timeout
+        while self.runtime.registry.device(device.id) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"registry never picked up {device.id}")
+            await asyncio.sleep(0.01)
+
+
+class MqttProbe:
+    """A device-side MQTT client for tests: publish QoS 1 and collect what comes back."""
+
+    def __init__(self, url: str, client_id: str | None = None) -> None:
+        host, port = url.removeprefix("mqtt://").split(":")
+        self.received: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"probe-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = self._on_message
+        self.client.connect(host, int(port))
+        self.client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.received.append((msg.topic, bytes(msg.payload)))
+
+    def subscribe(self, topic: str) -> None:
+        self.client.subscribe(topic, 1)[1]
+        time.sleep(0.2)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[str, bytes]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.02)
+        with self._lock:
+            return list(self.received)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+            self.client.loop_stop()
+
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll an async predicate until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval)
