@@ -85,6 +85,7 @@ class Pipeline:
         self._stopping = False
         self.last_commit = time.monotonic()
         self.stalled_since: float | None = None
+        self.commits = 0
 
     # --- transports call these, on the event loop's thread -------------------------------
 
@@ -208,4 +209,5 @@ class Pipeline:
             metrics.COMMIT_SECONDS.observe(now - started)
             self.last_commit = now
             self.stalled_since = None
+            self.commits += 1
             return result.new_ids

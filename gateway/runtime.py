@@ -58,7 +58,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
                 stop_event: asyncio.Event | None = None) -> None:
     """Run ingest until SIGINT/SIGTERM or until `stop_event` is set."""
     assert settings.database_url is not None
-    store = await Store.connect(settings.database_url, max_size=6)
+    store = await Store.connect(settings.database_url, max_size=6,
+                                application_name="gateway-ingest")
     rt = Runtime(settings, store, stop_event=stop_event or asyncio.Event())
     loop = asyncio.get_running_loop()
     if install_signals:

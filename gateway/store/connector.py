@@ -64,9 +64,11 @@ class Store:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 4) -> Store:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         command_timeout=30)
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 4,
+                      application_name: str = "gateway") -> Store:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, command_timeout=30,
+            server_settings={"application_name": application_name})
         return cls(pool)
 
     async def close(self) -> None:
