@@ -14,7 +14,6 @@ description with every type.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -22,6 +21,8 @@ import msgspec
 
 from adapters import plausibility, units
 from adapters.errors import AdapterError, Parsed, Rejection
+from adapters.json_errors import explain
+from adapters.plausibility import to_utc
 from gateway import codes
 from gateway.model import (
     Alarm,
@@ -33,7 +34,6 @@ from gateway.model import (
     Quantity,
     Reading,
     event_id,
-    utc,
 )
 
 SOURCE = "native"
@@ -122,22 +122,6 @@ _reading = msgspec.json.Decoder(ReadingItem)
 _status = msgspec.json.Decoder(StatusItem)
 _alarm = msgspec.json.Decoder(AlarmItem)
 _peek_type = msgspec.json.Decoder(dict[str, Any])
-_AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-
-
-def _explain(err: msgspec.ValidationError | msgspec.DecodeError, prefix: str) -> AdapterError:
-    """Turn msgspec's message into (field, reason), dropping any echoed value."""
-    match = _AT.match(str(err))
-    reason = match.group("reason") if match else str(err)
-    path = (match.group("path") or "") if match else ""
-    reason = _QUOTED.sub("", reason).replace("`", "").replace("  ", " ").strip()
-    if path.endswith(".type") and reason.startswith("Invalid value"):
-        reason = "unknown type; expected one of " + ", ".join(sorted(_READING_TYPES))
-    if not isinstance(err, msgspec.ValidationError):
-        reason = "malformed JSON"
-    field = f"{prefix}{path}" if path else (prefix or "$")
-    return AdapterError(field.lstrip("."), reason)
 
 
 def parse(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
@@ -152,7 +136,7 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
     try:
         env = _envelope.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError) as err:
-        raise _explain(err, "") from None
+        raise explain(err, "") from None
     if env.v != 1:
         raise AdapterError("v", "unsupported format version; this gateway speaks v=1")
     if env.device is not None and env.device != device_id:
@@ -166,23 +150,36 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
         try:
             out.events.extend(_reading_events(_reading.decode(raw), device_id, received_at, field))
         except (msgspec.ValidationError, msgspec.DecodeError) as err:
-            out.rejections.append(_explain(err, field).rejection(index))
+            out.rejections.append(_explain_reading(err, field).rejection(index))
         except AdapterError as err:
             out.rejections.append(err.rejection(index))
     if len(env.status) and bytes(env.status) != b"null":
         try:
             out.events.append(_status_event(_status.decode(env.status), device_id, received_at))
         except (msgspec.ValidationError, msgspec.DecodeError) as err:
-            out.rejections.append(_explain(err, "status").rejection())
+            out.rejections.append(explain(err, "status").rejection())
+        except AdapterError as err:
+            out.rejections.append(err.rejection())
     for index, raw in enumerate(env.alarms):
         field = f"alarms[{index}]"
         try:
-            out.events.append(_alarm_event(_alarm.decode(raw), device_id, received_at))
+            out.events.append(_alarm_event(_alarm.decode(raw), device_id, received_at, field))
         except (msgspec.ValidationError, msgspec.DecodeError) as err:
-            out.rejections.append(_explain(err, field).rejection(index))
+            out.rejections.append(explain(err, field).rejection(index))
+        except AdapterError as err:
+            out.rejections.append(err.rejection(index))
     if not out.events and not out.rejections:
         raise AdapterError("readings", "message holds no readings, status or alarms")
     return out
+
+
+def _explain_reading(err: msgspec.ValidationError | msgspec.DecodeError,
+                     field: str) -> AdapterError:
+    explained = explain(err, field)
+    if explained.field.endswith(".type") and explained.reason.startswith("Invalid value"):
+        return AdapterError(explained.field, "unknown type; expected one of "
+                            + ", ".join(sorted(_READING_TYPES)))
+    return explained
 
 
 def _flags(measured_at: datetime, received_at: datetime, converted: bool) -> tuple[str, ...]:
@@ -196,7 +193,7 @@ def _flags(measured_at: datetime, received_at: datetime, converted: bool) -> tup
 
 def _reading_events(item: ReadingItem, device_id: str, received_at: datetime,
                     field: str) -> list[Event]:
-    measured_at = utc(item.time)
+    measured_at = to_utc(item.time, f"{field}.time")
     if isinstance(item, BloodPressure):
         metric = codes.BP_COMPOUND
         converted = False
@@ -231,7 +228,7 @@ def _reading_events(item: ReadingItem, device_id: str, received_at: datetime,
 
 
 def _status_event(item: StatusItem, device_id: str, received_at: datetime) -> DeviceStatus:
-    measured_at = utc(item.time)
+    measured_at = to_utc(item.time, "status.time")
     return DeviceStatus(
         event_id=event_id(device_id, "status", measured_at), device_id=device_id,
         measured_at=measured_at, received_at=received_at, source=SOURCE,
@@ -240,8 +237,9 @@ def _status_event(item: StatusItem, device_id: str, received_at: datetime) -> De
     )
 
 
-def _alarm_event(item: AlarmItem, device_id: str, received_at: datetime) -> Alarm:
-    measured_at = utc(item.time)
+def _alarm_event(item: AlarmItem, device_id: str, received_at: datetime,
+                 field: str) -> Alarm:
+    measured_at = to_utc(item.time, f"{field}.time")
     position = (Position(item.position.lat, item.position.lon, item.position.accuracy)
                 if item.position else None)
     return Alarm(

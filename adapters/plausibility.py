@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from adapters.errors import AdapterError
 from gateway import codes
+from gateway.model import utc
 
 # Canonical-unit ranges, inclusive.
 RANGES: dict[int, tuple[float, float]] = {
@@ -44,6 +45,14 @@ def check_value(code: int, value: float, field: str) -> None:
 def check_blood_pressure(systolic: float, diastolic: float, field: str) -> None:
     if systolic < diastolic:
         raise AdapterError(field, "systolic pressure is below diastolic")
+
+
+def to_utc(ts: datetime, field: str = "time") -> datetime:
+    """utc(), refusing times that UTC cannot hold (year 1 east of Greenwich, year 9999 west)."""
+    try:
+        return utc(ts)
+    except OverflowError:
+        raise AdapterError(field, "outside the range of dates") from None
 
 
 def clock_plausible(measured_at: datetime, received_at: datetime) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -65,7 +65,7 @@ def test_blood_pressure_is_one_compound_reading() -> None:
      "below diastolic"),
     ({"type": "weight", "value": 70, "unit": "stone"}, "readings[0].unit", "unknown unit"),
     ({"type": "weight", "value": 70, "unit": "%"}, "readings[0].unit", "cannot be converted"),
-    ({"type": "weight"}, "readings[0]", "missing required field"),
+    ({"type": "weight"}, "readings[0].value", "required field missing"),
     ({"type": "glucose", "value": 5}, "readings[0].type", "unknown type"),
     ({"type": "weight", "value": True}, "readings[0].value", "Expected float"),
 ])
@@ -144,6 +144,23 @@ def test_implausible_clock_is_flagged_not_rejected() -> None:
     assert Flag.CLOCK_IMPLAUSIBLE in reading.flags
     (old,) = parse({"type": "weight", "value": 70, "time": "1970-01-01T00:00:00Z"}).events
     assert Flag.CLOCK_IMPLAUSIBLE in old.flags
+
+
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_times_at_the_edge_of_the_calendar_are_rejected_not_raised(time: str) -> None:
+    out = parse({"readings": [{"type": "weight", "value": 70, "time": time}],
+                 "status": {"time": time}, "alarms": [{"type": "fall", "time": time}]})
+    assert out.events == []
+    assert [r.field for r in out.rejections] == ["readings[0].time", "status.time",
+                                                 "alarms[0].time"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.timezones()) | st.datetimes(
+    timezones=st.just(timezone(timedelta(hours=14)))))
+def test_any_aware_time_is_an_event_or_a_rejection(ts: datetime) -> None:
+    out = parse({"readings": [{"type": "weight", "value": 70, "time": ts.isoformat()}]})
+    assert len(out.events) + len(out.rejections) == 1
 
 
 def test_rejections_never_echo_values() -> None:
