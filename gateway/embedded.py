@@ -60,7 +60,7 @@ def start_postgres(data_dir: Path) -> Service:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # pgserver asks platformdirs for a runtime dir it does not use; the warning is noise.
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module="platformdirs")
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     server = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
     return Service(server.get_uri(), server.cleanup, "pgserver")
 

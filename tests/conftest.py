@@ -26,9 +26,13 @@ from tests.support import FakeDevice, MqttProbe, RunningGateway, register_device
 
 LOCAL_PG = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parent.parent
+# Set to 1 to run everything on pgserver and amqtt, as on a machine with only Python.
+FORCE_EMBEDDED = os.environ.get("TEST_FORCE_EMBEDDED") == "1"
 
 
 def _local_pg_answers() -> bool:
+    if FORCE_EMBEDDED:
+        return False
     try:
         with socket.create_connection(("127.0.0.1", 5432), 0.5):
             pass
@@ -72,7 +76,7 @@ async def _admin(dsn: str, sql: str) -> None:
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.Service]:
-    if embedded.mosquitto_binary():
+    if embedded.mosquitto_binary() and not FORCE_EMBEDDED:
         service = embedded.start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     else:
         service = embedded.start_amqtt()

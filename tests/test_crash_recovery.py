@@ -152,7 +152,7 @@ async def test_http_request_cut_by_a_crash_is_retried_and_stored_once(
 
 
 async def test_sigterm_commits_and_acks_what_was_received(
-        needs_redelivering_broker: None, ingest_process: IngestProcess, store: Store,
+        ingest_process: IngestProcess, store: Store,
         broker: embedded.Service) -> None:
     """A clean stop drains the pipeline: received readings are committed before exit."""
     device = await register_device(store)

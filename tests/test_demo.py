@@ -1,0 +1,44 @@
+"""`gateway demo` as a new user runs it: embedded services, simulator, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway import embedded
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_runs_on_embedded_services_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MQTT_URL")}
+    env |= {"GATEWAY_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    port = embedded.free_port()
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "demo", "--interval", "0.5",
+                                 "--http-port", str(port)], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 90
+            while "stored events {'reading'" not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert "registry loaded: 50 huvudmän" in text
+    assert f"http://127.0.0.1:{port}/docs" in text
+    assert "simulator: sent" in text and "demo stopped" in text
+    assert "Traceback" not in text
