@@ -41,6 +41,7 @@ class DeviceSpec(_Strict):
     token: str | None = Field(None, min_length=16, description="demo only: plain credential")
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     heartbeat_interval_s: int | None = Field(None, gt=0)
+    hub: DeviceId | None = Field(None, description="the hub that uploads for this device")
 
 
 class AssignmentSpec(_Strict):
@@ -91,11 +92,15 @@ async def apply_config(store: Store, config: ConfigFile) -> dict[str, int]:
     async with store.pool.acquire() as conn, conn.transaction():
         for h in config.huvudman:
             await conn.execute(QUERIES["upsert_huvudman"], h.code, h.name, h.kind)
-        for d in config.device:
+        # Hubs first: a device's hub must exist before the device can name it.
+        for d in sorted(config.device, key=lambda d: d.hub is not None):
             digest = (bytes.fromhex(d.token_sha256) if d.token_sha256
                       else token_hash(d.token) if d.token else None)
-            await conn.execute(QUERIES["upsert_device"], d.id, d.type, d.model, digest,
-                               as_interval(d.heartbeat_interval_s))
+            try:
+                await conn.execute(QUERIES["upsert_device"], d.id, d.type, d.model, digest,
+                                   as_interval(d.heartbeat_interval_s), d.hub)
+            except asyncpg.ForeignKeyViolationError:
+                raise AdminError(f"device {d.id}: unknown hub {d.hub}") from None
         for a in config.assignment:
             await _insert_assignment(conn, a)
     return {"huvudman": len(config.huvudman), "device": len(config.device),
@@ -117,13 +122,16 @@ async def _insert_assignment(conn: asyncpg.Connection, a: AssignmentSpec) -> boo
 
 
 async def add_device(store: Store, device_id: str, device_type: str, model: str | None,
-                     heartbeat_interval_s: int | None = None) -> str:
+                     heartbeat_interval_s: int | None = None, hub: str | None = None) -> str:
     """Register (or update) a device with a new credential; returns the token, shown once."""
     spec = DeviceSpec(id=device_id, type=device_type, model=model,
-                      heartbeat_interval_s=heartbeat_interval_s)
+                      heartbeat_interval_s=heartbeat_interval_s, hub=hub)
     token = new_token()
-    await store.execute("upsert_device", spec.id, spec.type, spec.model, None,
-                        as_interval(spec.heartbeat_interval_s))
+    try:
+        await store.execute("upsert_device", spec.id, spec.type, spec.model, None,
+                            as_interval(spec.heartbeat_interval_s), spec.hub)
+    except asyncpg.ForeignKeyViolationError:
+        raise AdminError(f"device {spec.id}: unknown hub {spec.hub}") from None
     await store.execute("set_device_credential", spec.id, token_hash(token))
     return token
 

@@ -147,15 +147,16 @@ def huvudman_add(code: str, name: str, kind: str) -> None:
 def device_add(
     device_id: str, device_type: str, model: Annotated[str | None, typer.Option()] = None,
     heartbeat_interval_s: Annotated[int | None, typer.Option()] = None,
+    hub: Annotated[str | None, typer.Option(help="Hub (gateway) that uploads for it")] = None,
 ) -> None:
     """Register a device and issue its credential (printed once; only its hash is stored)."""
     try:
-        admin.DeviceSpec(id=device_id, type=device_type, model=model)
+        admin.DeviceSpec(id=device_id, type=device_type, model=model, hub=hub)
     except ValueError as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from None
     token = _with_store(lambda s: admin.add_device(s, device_id, device_type, model,
-                                                   heartbeat_interval_s))
+                                                   heartbeat_interval_s, hub))
     console.print(f"device {device_id} registered. Its credential (shown only now):")
     print(token)
 

@@ -36,6 +36,7 @@ class Device:
     state: str
     credential_sha256: bytes | None
     heartbeat_interval: timedelta | None
+    hub_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class Registry:
     async def reload(self, store: Store) -> None:
         devices = {r["id"]: Device(r["id"], r["device_type"], r["state"],
                                    bytes(r["credential_sha256"]) if r["credential_sha256"]
-                                   else None, r["heartbeat_interval"])
+                                   else None, r["heartbeat_interval"], r["hub_id"])
                    for r in await store.fetch("load_devices")}
         grouped: dict[str, list[Assignment]] = {}
         for r in await store.fetch("load_assignments"):
@@ -83,6 +84,14 @@ class Registry:
 
     def assignments(self, device_id: str) -> tuple[Assignment, ...]:
         return self.snapshot.assignments.get(device_id, ())
+
+    def may_speak_for(self, uploader: str, device_id: str) -> bool:
+        """Whether an authenticated uploader may send readings of `device_id`: its own, or
+        those of devices paired with it as their hub."""
+        if uploader == device_id:
+            return True
+        device = self.snapshot.devices.get(device_id)
+        return device is not None and device.hub_id == uploader and device.state != "retired"
 
     def authenticate(self, device_id: str, token: str | None) -> Device:
         """The device a bearer token may speak for; 401 for a wrong token, 403 for another's."""

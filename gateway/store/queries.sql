@@ -33,7 +33,7 @@ SELECT (SELECT array_agg(event_id) FROM inserted) AS new_ids,
 SELECT ensure_event_partitions($1, $2);
 
 -- name: load_devices
-SELECT id, device_type, credential_sha256, state, heartbeat_interval FROM device;
+SELECT id, device_type, credential_sha256, state, heartbeat_interval, hub_id FROM device;
 
 -- name: load_assignments
 SELECT id, device_id, huvudman, subject_ref, legal_basis, kinds, valid_from, valid_to,
@@ -49,16 +49,18 @@ WHERE (huvudman.name, huvudman.kind) IS DISTINCT FROM (excluded.name, excluded.k
 SELECT code, name, kind FROM huvudman ORDER BY code;
 
 -- name: upsert_device
-INSERT INTO device (id, device_type, model, credential_sha256, heartbeat_interval)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO device (id, device_type, model, credential_sha256, heartbeat_interval, hub_id)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (id) DO UPDATE
 SET device_type = excluded.device_type, model = excluded.model,
     credential_sha256 = coalesce(excluded.credential_sha256, device.credential_sha256),
-    heartbeat_interval = excluded.heartbeat_interval, updated_at = now()
-WHERE (device.device_type, device.model, device.credential_sha256, device.heartbeat_interval)
+    heartbeat_interval = excluded.heartbeat_interval, hub_id = excluded.hub_id,
+    updated_at = now()
+WHERE (device.device_type, device.model, device.credential_sha256, device.heartbeat_interval,
+       device.hub_id)
       IS DISTINCT FROM (excluded.device_type, excluded.model,
                         coalesce(excluded.credential_sha256, device.credential_sha256),
-                        excluded.heartbeat_interval);
+                        excluded.heartbeat_interval, excluded.hub_id);
 
 -- name: set_device_credential
 UPDATE device SET credential_sha256 = $2, updated_at = now() WHERE id = $1 RETURNING id;
