@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway import admin, logs
+from gateway import admin, key_admin, logs
 from gateway.assignment import LegalBasis
 from gateway.codes import Kind
+from gateway.crypto import CryptoError, HuvudmanPublicKey, KeySuite
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.store.migrate import MigrationError, migrate
@@ -25,6 +26,8 @@ device_app = typer.Typer(no_args_is_help=True, help="Devices and their credentia
 assignment_app = typer.Typer(no_args_is_help=True, help="Who uses a device, for whom, when.")
 huvudman_app = typer.Typer(no_args_is_help=True, help="The 50 huvudmän.")
 config_app = typer.Typer(no_args_is_help=True, help="Load registry files from config/.")
+keys_app = typer.Typer(no_args_is_help=True, help="Huvudmän's encryption keys.")
+app.add_typer(keys_app, name="keys")
 app.add_typer(device_app, name="device")
 app.add_typer(assignment_app, name="assignment")
 app.add_typer(huvudman_app, name="huvudman")
@@ -216,3 +219,75 @@ def assignment_list(device: Annotated[str | None, typer.Option()] = None) -> Non
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
+
+SUITES = {"mlkem768-x25519": KeySuite.MLKEM768_X25519, "x25519": KeySuite.X25519}
+
+
+@keys_app.command("generate")
+def keys_generate(
+    owner: Annotated[str, typer.Argument(help="Huvudman code, or hmc-quarantine")],
+    out: Annotated[Path, typer.Option(help="Folder for the pair (the node's, not ingest's)")],
+    suite: Annotated[str, typer.Option(help="mlkem768-x25519 (default) or x25519")] =
+        "mlkem768-x25519",
+    register: Annotated[bool, typer.Option(help="Also register the public key")] = False,
+) -> None:
+    """Generate a key pair; the private key file is written with mode 0600."""
+    if suite not in SUITES:
+        console.print(f"[red]unknown suite {suite}; choose {', '.join(SUITES)}[/]")
+        raise typer.Exit(2)
+    try:
+        private, private_path, public_path = key_admin.write_keypair(out, owner, SUITES[suite])
+    except (admin.AdminError, ValueError) as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"private key: {private_path}\npublic key:  {public_path}\n"
+                  f"key id: {private.key_id.hex()}")
+    if register:
+        _with_store(lambda s: key_admin.register(s, private.public_key()))
+        console.print(f"registered as the active key of {owner}")
+
+
+@keys_app.command("register")
+def keys_register(public_key: Path) -> None:
+    """Make a public key file its huvudman's active key (refused if one is active)."""
+    key = _read_public(public_key)
+    _with_store(lambda s: key_admin.register(s, key))
+    console.print(f"{key.huvudman}: active key {key.key_id.hex()}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(public_key: Path) -> None:
+    """Replace a huvudman's active key; new data is sealed to the new key from now on."""
+    key = _read_public(public_key)
+    _with_store(lambda s: key_admin.register(s, key, rotate=True))
+    console.print(f"{key.huvudman}: active key {key.key_id.hex()} (the previous one retired)")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    rows = _with_store(lambda s: s.fetch("list_public_keys"))
+    table = Table("huvudman", "name", "key id", "suite", "since", "retired")
+    for r in rows:
+        table.add_row(r["code"], r["name"], bytes(r["key_id"]).hex() if r["key_id"] else "—",
+                      r["suite"] or "", r["created_at"].isoformat() if r["created_at"] else "",
+                      r["retired_at"].isoformat() if r["retired_at"] else "")
+    console.print(table)
+
+
+@keys_app.command("pseudonym-secret")
+def keys_pseudonym_secret(path: Path) -> None:
+    """Write a new pseudonym secret for ingest (PSEUDONYM_SECRET_FILE), mode 0600."""
+    try:
+        key_admin.write_secret(path)
+    except FileExistsError:
+        console.print(f"[red]{path} exists; a new secret would orphan the stored pseudonyms[/]")
+        raise typer.Exit(1) from None
+    console.print(f"pseudonym secret written to {path}")
+
+
+def _read_public(path: Path) -> HuvudmanPublicKey:
+    try:
+        return key_admin.read_public(path)
+    except (admin.AdminError, CryptoError) as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 
-from gateway import admin, embedded, logs
+from gateway import admin, embedded, key_admin, logs
 from gateway.runtime import Runtime, serve
 from gateway.settings import Settings
 from gateway.store.connector import Store
@@ -67,6 +67,13 @@ async def _main(settings: Settings, interval_s: float) -> None:
     counts |= {k: v for k, v in (await admin.apply_config(store, fleet)).items() if v}
     console.print(f"registry loaded: {counts['huvudman']} huvudmän, {counts['device']} devices, "
                   f"{counts['assignment']} assignments")
+    keys = settings.state_dir / "demo" / "keys"
+    secret, quarantine = await key_admin.provision(store, keys, [h.code for h in config.huvudman])
+    settings = dataclasses.replace(settings, pseudonym_secret_file=secret,
+                                   quarantine_public_key_file=quarantine)
+    console.print(f"keys: a pair per huvudman in {keys / 'node'} (the nodes' side); ingest holds "
+                  f"only the public keys and {keys / 'ingest'}")
+    assert settings.database_url and settings.mqtt_url
 
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()

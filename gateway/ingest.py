@@ -6,17 +6,14 @@ Transports own the sockets and the acknowledgement; this module owns the rules i
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from adapters.errors import AdapterError, Parsed, Rejection
-from gateway import formats, metrics, model
-from gateway.model import Alarm, Event
-from gateway.pipeline import Router
+from gateway import formats, metrics
+from gateway.model import Event
 from gateway.registry import Registry
-from gateway.store.connector import DeliveryRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +23,17 @@ class Decoded:
 
 
 def decode(registry: Registry, transport: str, device_id: str, fmt: str, payload: bytes,
-           received_at: datetime) -> Decoded:
-    """Parse one message. Never raises: each failure becomes a rejection naming field and reason."""
+           received_at: datetime, parse: formats.Parse | None = None) -> Decoded:
+    """Parse one message. Never raises: each failure becomes a rejection naming field and reason.
+
+    `device_id` is the authenticated uploader; a reading of another device is kept only when
+    the uploader may speak for it (its hub). `parse` overrides the format's parser (OMH schema).
+    """
     _received(transport).inc()
     device = registry.device(device_id)
     if device is None or device.state == "retired":
         return _reject(transport, Rejection("device", "device is not registered"))
-    parse = formats.parser(fmt)
+    parse = parse or formats.parser(fmt)
     if parse is None:
         return _reject(transport, Rejection(
             "format", f"unknown format; expected one of {', '.join(formats.names())}"))
@@ -40,9 +41,17 @@ def decode(registry: Registry, transport: str, device_id: str, fmt: str, payload
         parsed: Parsed = parse(payload, device_id=device_id, received_at=received_at)
     except AdapterError as err:
         return _reject(transport, err.rejection())
-    for r in parsed.rejections:
+    events: list[Event] = []
+    rejections = list(parsed.rejections)
+    for e in parsed.events:
+        if registry.may_speak_for(device_id, e.device_id):
+            events.append(e)
+        else:  # position: the refused device's id (an id, not personal data)
+            rejections.append(Rejection("device", "the uploader is neither this device nor "
+                                        "its paired hub", position=e.device_id))
+    for r in rejections:
         metrics.REJECTED.labels(transport, _reason_label(r)).inc()
-    return Decoded(parsed.events, parsed.rejections)
+    return Decoded(events, rejections)
 
 
 @functools.cache
@@ -58,17 +67,3 @@ def _reject(transport: str, rejection: Rejection) -> Decoded:
 def _reason_label(r: Rejection) -> str:
     # Bounded label: the top-level field name only (readings, status, device, format, $ ...).
     return r.field.split("[", 1)[0].split(".", 1)[0] or "$"
-
-
-def router(registry: Registry) -> Router:
-    """Deliveries for an event: every huvudman whose assignment covers device, kind and time."""
-
-    def route(event: Event) -> Sequence[DeliveryRow]:
-        kind = model.kind_of(event)
-        lane = "alarm" if isinstance(event, Alarm) else "bulk"
-        return [DeliveryRow(event.event_id, a.huvudman, a.id, lane)
-                for a in registry.assignments(event.device_id)
-                if kind in a.kinds and a.covers(event.measured_at)]
-
-    return route
-

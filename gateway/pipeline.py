@@ -22,18 +22,25 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 
-from gateway import metrics, model
+from gateway import metrics
 from gateway.logs import get as get_logger
 from gateway.model import Alarm, Event
-from gateway.store.connector import DeliveryRow, EventRow, Store
+from gateway.sealing import BatchRows
+from gateway.store.connector import Store
 
 log = get_logger("pipeline")
 
-Router = Callable[[Event], Sequence[DeliveryRow]]
-Encoder = Callable[[Event], bytes]
+
+class Preparer(Protocol):
+    """Turns a batch of events into rows to store (routing and encryption: gateway.sealing)."""
+
+    def prepare(self, events: Sequence[Event]) -> BatchRows: ...
+
+    def confirm(self, rows: BatchRows) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +58,6 @@ class _Submission:
     received: float = field(default_factory=time.monotonic)
 
 
-def event_type(event: Event) -> str:
-    return str(type(event).__struct_config__.tag)
-
-
-def to_row(event: Event, body: bytes) -> EventRow:
-    code = getattr(event, "code", None)
-    return EventRow(
-        event_id=event.event_id, measured_at=event.measured_at, received_at=event.received_at,
-        device_id=event.device_id, event_type=event_type(event), kind=model.kind_of(event),
-        code=code, source=event.source, flags=tuple(event.flags), body=body,
-    )
-
-
 class _Lane:
     def __init__(self, name: str, max_events: int, max_wait_s: float) -> None:
         self.name = name
@@ -75,11 +69,10 @@ class _Lane:
 
 
 class Pipeline:
-    def __init__(self, store: Store, *, router: Router, encoder: Encoder = model.encode,
+    def __init__(self, store: Store, preparer: Preparer, *,
                  max_events: int = 2000, max_wait_s: float = 0.005) -> None:
         self._store = store
-        self._router = router
-        self._encoder = encoder
+        self._preparer = preparer
         self._bulk = _Lane("bulk", max_events, max_wait_s)
         self._alarm = _Lane("alarm", max_events, 0.0)
         self._stopping = False
@@ -158,18 +151,15 @@ class Pipeline:
         return batch
 
     async def _commit(self, lane: _Lane, batch: list[_Submission]) -> None:
-        rows: list[EventRow] = []
-        deliveries: list[DeliveryRow] = []
-        first_seen: set[uuid.UUID] = set()
+        unique: dict[uuid.UUID, Event] = {}
         for sub in batch:
             for event in sub.events:
-                if event.event_id in first_seen:
-                    continue  # a resend in the same batch; counted as duplicate below
-                first_seen.add(event.event_id)
-                rows.append(to_row(event, self._encoder(event)))
-                deliveries.extend(self._router(event))
-        result = await self._write_until_committed(lane, rows, deliveries)
-        metrics.BATCH_SIZE.observe(len(rows))
+                # A resend in the same batch is stored once; counted as duplicate below.
+                unique.setdefault(event.event_id, event)
+        rows = self._preparer.prepare(list(unique.values()))
+        result = await self._write_until_committed(lane, rows)
+        self._preparer.confirm(rows)
+        metrics.BATCH_SIZE.observe(len(unique))
         metrics.PENDING.dec(sum(len(s.events) for s in batch))
         claimed: set[uuid.UUID] = set()
         for sub in batch:
@@ -186,21 +176,21 @@ class Pipeline:
             except Exception:  # a transport's callback must not stop the commit loop
                 log.exception("ack_callback_failed", lane=lane.name)
 
-    async def _write_until_committed(self, lane: _Lane, rows: list[EventRow],
-                                     deliveries: list[DeliveryRow]) -> frozenset[uuid.UUID]:
-        if not rows:
+    async def _write_until_committed(self, lane: _Lane,
+                                     rows: BatchRows) -> frozenset[uuid.UUID]:
+        if not rows.events:
             return frozenset()
         delay = 0.05
         while True:
             started = time.monotonic()
             try:
-                result = await self._store.write_batch(rows, deliveries)
+                result = await self._store.write_batch(rows)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                     TimeoutError) as err:
                 metrics.COMMIT_FAILURES.inc()
                 if self.stalled_since is None:
                     self.stalled_since = started
-                log.warning("commit_failed_retrying", lane=lane.name, events=len(rows),
+                log.warning("commit_failed_retrying", lane=lane.name, events=len(rows.events),
                             error=type(err).__name__, retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

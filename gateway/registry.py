@@ -15,6 +15,8 @@ from datetime import timedelta
 
 from gateway.assignment import Assignment, LegalBasis
 from gateway.codes import Kind
+from gateway.crypto import HuvudmanPublicKey, load_public_key
+from gateway.routing import AssignmentIndex
 from gateway.store.connector import Store
 
 TOKEN_BYTES = 32
@@ -43,7 +45,8 @@ class Device:
 class Snapshot:
     devices: dict[str, Device] = field(default_factory=dict)
     by_credential: dict[bytes, str] = field(default_factory=dict)
-    assignments: dict[str, tuple[Assignment, ...]] = field(default_factory=dict)
+    assignments: AssignmentIndex = field(default_factory=lambda: AssignmentIndex(()))
+    public_keys: dict[str, HuvudmanPublicKey] = field(default_factory=dict)
 
 
 class AuthError(Exception):
@@ -63,27 +66,30 @@ class Registry:
                                    bytes(r["credential_sha256"]) if r["credential_sha256"]
                                    else None, r["heartbeat_interval"], r["hub_id"])
                    for r in await store.fetch("load_devices")}
-        grouped: dict[str, list[Assignment]] = {}
-        for r in await store.fetch("load_assignments"):
-            grouped.setdefault(r["device_id"], []).append(Assignment(
+        assignments = AssignmentIndex(
+            Assignment(
                 id=r["id"], device_id=r["device_id"], huvudman=r["huvudman"],
                 subject_ref=r["subject_ref"], legal_basis=LegalBasis(r["legal_basis"]),
                 kinds=frozenset(Kind(k) for k in r["kinds"]), valid_from=r["valid_from"],
                 valid_to=r["valid_to"], alarm_route=r["alarm_route"],
-                position_consent=r["position_consent"]))
+                position_consent=r["position_consent"])
+            for r in await store.fetch("load_assignments"))
+        public_keys = {r["huvudman"]: load_public_key(r["public_pem"])
+                       for r in await store.fetch("load_public_keys")}
         self.snapshot = Snapshot(
             devices=devices,
             by_credential={d.credential_sha256: d.id for d in devices.values()
                            if d.credential_sha256 is not None},
-            assignments={k: tuple(v) for k, v in grouped.items()},
+            assignments=assignments,
+            public_keys=public_keys,
         )
         self.version += 1
 
     def device(self, device_id: str) -> Device | None:
         return self.snapshot.devices.get(device_id)
 
-    def assignments(self, device_id: str) -> tuple[Assignment, ...]:
-        return self.snapshot.assignments.get(device_id, ())
+    def assignment_index(self) -> AssignmentIndex:
+        return self.snapshot.assignments
 
     def may_speak_for(self, uploader: str, device_id: str) -> bool:
         """Whether an authenticated uploader may send readings of `device_id`: its own, or

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from gateway import ingest
+from gateway.keyring import build_sealing
 from gateway.logs import get as get_logger
 from gateway.pipeline import Pipeline
 from gateway.registry import Registry
@@ -24,6 +24,7 @@ from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.transports.http_api import create_app
 from gateway.transports.mqtt_ingest import MqttIngest
+from gateway.transports.sip_listener import SipListener
 
 log = get_logger("runtime")
 
@@ -38,6 +39,7 @@ class Runtime:
     registry: Registry = field(default_factory=Registry)
     pipeline: Pipeline | None = None
     mqtt: MqttIngest | None = None
+    sip: SipListener | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def ready(self) -> dict[str, bool]:
@@ -68,18 +70,26 @@ async def serve(settings: Settings, *, install_signals: bool = True,
     try:
         await store.ensure_partitions()
         await rt.registry.reload(store)
-        rt.pipeline = Pipeline(store, router=ingest.router(rt.registry),
-                               max_events=settings.batch_max_events,
+        sealing = build_sealing(settings, rt.registry)
+
+        async def registry_changed() -> None:
+            await rt.registry.reload(store)
+            sealing.replace_public_keys(rt.registry.snapshot.public_keys)
+
+        rt.pipeline = Pipeline(store, sealing, max_events=settings.batch_max_events,
                                max_wait_s=settings.batch_max_wait_s)
         pipeline_task = asyncio.create_task(rt.pipeline.run(), name="pipeline")
         listen_stop = asyncio.Event()
         listener = asyncio.create_task(
-            store.listen("registry_changed", lambda: rt.registry.reload(store), listen_stop),
+            store.listen("registry_changed", registry_changed, listen_stop),
             name="registry-listener")
         maintenance = asyncio.create_task(_maintain_partitions(store), name="partitions")
         if settings.mqtt_url:
             rt.mqtt = MqttIngest(settings, rt.registry, rt.pipeline, loop)
             rt.mqtt.start()
+        if settings.sip_port:
+            rt.sip = SipListener(settings, rt.registry, rt.pipeline)
+            await rt.sip.start()
         app = create_app(settings, rt.registry, rt.pipeline, rt)
         server = _Server(uvicorn.Config(
             app, host=settings.http_host, port=settings.http_port, log_level="warning",
@@ -94,6 +104,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         log.info("ingest_stopping", pending_events=rt.pipeline.pending)
         server.should_exit = True
         await http_task
+        if rt.sip is not None:
+            await rt.sip.stop()  # answers what it received: the pipeline still commits
         rt.pipeline.stop()
         await pipeline_task  # everything received is committed and acknowledged
         if rt.mqtt is not None:

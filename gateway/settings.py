@@ -11,8 +11,19 @@ def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+def _path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+def _port_or_off(name: str, default: int) -> int:
+    """A port number; `off` (or 0) means the listener is not started."""
+    raw = os.environ.get(name, "").strip().lower()
+    return 0 if raw in ("off", "0") else int(raw or default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +56,21 @@ class Settings:
     state_dir: Path = field(
         default_factory=lambda: Path(os.environ.get("GATEWAY_STATE_DIR", ".state")))
     log_format: str = field(default_factory=lambda: os.environ.get("LOG_FORMAT", "json"))
+    # Secret for subject pseudonyms in stored key rows (gateway.crypto.pseudonym): ingest
+    # configuration like a database password, never stored with the data.
+    pseudonym_secret_file: Path | None = field(default_factory=lambda: _path(
+        "PSEUDONYM_SECRET_FILE"))
+    # HMC's fault-finding key: what no huvudman owns is sealed to it, and expires.
+    quarantine_public_key_file: Path | None = field(default_factory=lambda: _path(
+        "QUARANTINE_PUBLIC_KEY_FILE"))
+    quarantine_ttl_s: float = field(default_factory=lambda: _float("QUARANTINE_TTL_S",
+                                                                   7 * 86400))
+    # Where an alarm goes that no assignment routes to an alarm receiver (never dropped).
+    fallback_alarm_receiver: str = field(default_factory=lambda: os.environ.get(
+        "FALLBACK_ALARM_RECEIVER", "hmc-fallback-arc"))
+    # SCAIP over SIP (docs/sip.md): UDP and TCP on the same port; SIP_PORT=off disables it.
+    sip_host: str = field(default_factory=lambda: os.environ.get("SIP_HOST", "127.0.0.1"))
+    sip_port: int = field(default_factory=lambda: _port_or_off("SIP_PORT", 5060))
+    # The heartbeat interval (`hbi`, minutes) offered to units that let the ARC set it.
+    scaip_heartbeat_interval_min: int = field(
+        default_factory=lambda: _int("SCAIP_HEARTBEAT_INTERVAL_MIN", 10))

@@ -18,11 +18,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway import admin, embedded
+from gateway import admin, embedded, key_admin
+from gateway.keyring import build_sealing
+from gateway.registry import Registry
+from gateway.sealing import Sealing
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
-from tests.support import FakeDevice, MqttProbe, RunningGateway, register_device
+from tests.support import FakeDevice, Keys, MqttProbe, RunningGateway, register_device
 
 LOCAL_PG = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +102,15 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
+@pytest.fixture(scope="session")
+async def keys(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """A key pair per huvudman (public halves registered) and HMC's quarantine key."""
+    folder = tmp_path_factory.mktemp("keys")
+    codes = [h.code for h in admin.read_config(ROOT / "config" / "huvudman.toml").huvudman]
+    secret, quarantine = await key_admin.provision(store, folder, codes)
+    return Keys(folder / "node", secret, quarantine)
+
+
 @pytest.fixture
 async def device(store: Store, gateway: RunningGateway) -> FakeDevice:
     """A registered scale, assigned to the region, that the running gateway already knows."""
@@ -110,16 +122,26 @@ async def device(store: Store, gateway: RunningGateway) -> FakeDevice:
     return fake
 
 
+@pytest.fixture
+def sealing(keys: Keys) -> Sealing:
+    """Routing and encryption as ingest does it, for a device with no assignments."""
+    settings = dataclasses.replace(Settings(), pseudonym_secret_file=keys.pseudonym_secret,
+                                   quarantine_public_key_file=keys.quarantine_public)
+    return build_sealing(settings, Registry())
+
+
 @pytest.fixture(scope="session")
-async def gateway(database_url: str, broker: embedded.Service,
-                  store: Store) -> AsyncIterator[RunningGateway]:
+async def gateway(database_url: str, broker: embedded.Service, store: Store,
+                  keys: Keys) -> AsyncIterator[RunningGateway]:
     """Ingest running in the test's event loop, against the real database and broker."""
     from gateway.runtime import Runtime, serve
 
     port = embedded.free_port()
     settings = dataclasses.replace(
         Settings(), database_url=database_url, mqtt_url=broker.url, http_port=port,
-        mqtt_client_id=f"gw-test-{uuid.uuid4().hex[:8]}", http_max_body_bytes=65536)
+        mqtt_client_id=f"gw-test-{uuid.uuid4().hex[:8]}", http_max_body_bytes=65536,
+        pseudonym_secret_file=keys.pseudonym_secret,
+        quarantine_public_key_file=keys.quarantine_public, sip_port=embedded.free_port())
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, install_signals=False, started=started,

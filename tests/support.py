@@ -8,15 +8,34 @@ import dataclasses
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import admin
+from gateway.crypto import HuvudmanPrivateKey, load_private_key
 from gateway.registry import token_hash
 from gateway.settings import Settings
 from gateway.store.connector import Store
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+    """Key material of a test run: the nodes' private keys, and ingest's own files."""
+
+    node: Path
+    pseudonym_secret: Path
+    quarantine_public: Path
+
+    def private(self, owner: str) -> HuvudmanPrivateKey:
+        return load_private_key((self.node / f"{owner}.private.pem").read_bytes())
+
+    def env(self) -> dict[str, str]:
+        return {"PSEUDONYM_SECRET_FILE": str(self.pseudonym_secret),
+                "QUARANTINE_PUBLIC_KEY_FILE": str(self.quarantine_public)}
 
 
 @dataclasses.dataclass
@@ -33,6 +52,23 @@ async def register_device(store: Store, device_type: str = "scale",
     config = admin.ConfigFile(
         device=[admin.DeviceSpec(id=device.id, type=device_type,
                                  token_sha256=token_hash(device.token).hex())],
+        assignment=[admin.AssignmentSpec.model_validate({"device": device.id, **a})
+                    for a in assignments or []])
+    await admin.apply_config(store, config)
+    return device
+
+
+async def register_scaip_unit(store: Store, device_type: str = "gps_alarm",
+                              did: str | None = None,
+                              assignments: list[dict[str, Any]] | None = None) -> FakeDevice:
+    """A fresh SCAIP unit: a random controller id (digits), registered under the device id the
+    adapter derives (`scaip:<cid>` or `scaip:<cid>:<did>`). SCAIP units have no token."""
+    from adapters import scaip
+
+    cid = str(uuid.uuid4().int)[:12]
+    device = FakeDevice(scaip.device_id(cid, did), "")
+    config = admin.ConfigFile(
+        device=[admin.DeviceSpec(id=device.id, type=device_type)],
         assignment=[admin.AssignmentSpec.model_validate({"device": device.id, **a})
                     for a in assignments or []])
     await admin.apply_config(store, config)
@@ -105,3 +141,27 @@ async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.
         if value or time.monotonic() > deadline:
             return value
         await asyncio.sleep(interval)
+
+
+async def open_copies(store: Store, keys: Keys, event_id: uuid.UUID) -> dict[str, Any]:
+    """Every sealed copy of an event, opened as its recipient's node would, with the recipient's
+    private key and the stored wrapped data key. {recipient: CopyPlaintext}."""
+    from gateway.crypto import KeySuite, Opener, WrappedKey
+    from gateway.sealing import CopyPlaintext
+
+    rows = await store.pool.fetch(
+        "SELECT c.recipient, c.envelope, e.kind, k.huvudman, k.subject_pseudonym, k.epoch,"
+        "       k.recipient_key_id, k.suite, k.wrapped, k.key_id"
+        " FROM event_copy c JOIN event e USING (event_id, measured_at)"
+        " JOIN data_key k ON k.key_id = c.key_id WHERE c.event_id = $1", event_id)
+    opened: dict[str, Any] = {}
+    for r in rows:
+        wrapped = WrappedKey(key_id=bytes(r["key_id"]), huvudman=r["huvudman"],
+                             subject_pseudonym=bytes(r["subject_pseudonym"]), epoch=r["epoch"],
+                             recipient_key_id=bytes(r["recipient_key_id"]),
+                             suite=KeySuite(r["suite"]), wrapped=bytes(r["wrapped"]))
+        opener = Opener(r["recipient"], [keys.private(r["recipient"])])
+        plain = opener.open(bytes(r["envelope"]), event_id=event_id, kind=r["kind"],
+                            wrapped_key=wrapped)
+        opened[r["recipient"]] = msgspec.json.decode(plain, type=CopyPlaintext)
+    return opened

@@ -20,7 +20,7 @@ import pytest
 from adapters import native
 from gateway import embedded
 from gateway.store.connector import Store
-from tests.support import FakeDevice, MqttProbe, register_device, wait_until
+from tests.support import FakeDevice, Keys, MqttProbe, register_device, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,8 @@ class IngestProcess:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = embedded.free_port()
-        self.env = os.environ | env | {"HTTP_PORT": str(self.port), "LOG_FORMAT": "json"}
+        self.env = os.environ | env | {"HTTP_PORT": str(self.port), "LOG_FORMAT": "json",
+                                       "SIP_PORT": "off"}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,9 +73,11 @@ class IngestProcess:
 
 
 @pytest.fixture
-def ingest_process(database_url: str, broker: embedded.Service) -> Iterator[IngestProcess]:
+def ingest_process(database_url: str, broker: embedded.Service,
+                   keys: Keys) -> Iterator[IngestProcess]:
     process = IngestProcess({"DATABASE_URL": database_url, "MQTT_URL": broker.url,
-                             "MQTT_CLIENT_ID": f"crash-test-{uuid.uuid4().hex[:8]}"})
+                             "MQTT_CLIENT_ID": f"crash-test-{uuid.uuid4().hex[:8]}",
+                             **keys.env()})
     yield process
     if process.proc is not None and process.proc.poll() is None:
         process.kill()

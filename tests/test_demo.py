@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_runs_on_embedded_services_and_stops_cleanly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MQTT_URL")}
-    env |= {"GATEWAY_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env |= {"GATEWAY_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", "COLUMNS": "200",
+            "SIP_PORT": str(embedded.free_port())}
     port = embedded.free_port()
     log = tmp_path / "demo.log"
     with log.open("wb") as out:

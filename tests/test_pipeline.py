@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from gateway.codes import Kind
 from gateway.model import Alarm, AlarmType, Quantity, Reading, event_id
 from gateway.pipeline import Outcome, Pipeline
+from gateway.sealing import Sealing
 from gateway.store.connector import Store
 from tests.support import wait_until
 
@@ -51,9 +52,10 @@ async def _count(store: Store, device: str) -> int:
                                          device))
 
 
-async def test_many_messages_commit_in_few_transactions(own_store: Store) -> None:
+async def test_many_messages_commit_in_few_transactions(own_store: Store,
+                                                        sealing: Sealing) -> None:
     device = f"T-GC-{uuid.uuid4().hex[:8]}"
-    pipeline = Pipeline(own_store, router=lambda e: (), max_events=500, max_wait_s=0.02)
+    pipeline = Pipeline(own_store, sealing, max_events=500, max_wait_s=0.02)
     task = await _run(pipeline)
     outcomes = await asyncio.gather(*(pipeline.commit([_weight(device, i)])
                                       for i in range(2000)))
@@ -64,9 +66,10 @@ async def test_many_messages_commit_in_few_transactions(own_store: Store) -> Non
     assert pipeline.commits <= 10  # 2000 messages, batches of up to 500
 
 
-async def test_resend_within_one_batch_counts_as_duplicate(own_store: Store) -> None:
+async def test_resend_within_one_batch_counts_as_duplicate(own_store: Store,
+                                                          sealing: Sealing) -> None:
     device = f"T-DUP-{uuid.uuid4().hex[:8]}"
-    pipeline = Pipeline(own_store, router=lambda e: (), max_wait_s=0.05)
+    pipeline = Pipeline(own_store, sealing, max_wait_s=0.05)
     task = await _run(pipeline)
     reading = _weight(device, 0)
     first, second = await asyncio.gather(pipeline.commit([reading]), pipeline.commit([reading]))
@@ -76,9 +79,10 @@ async def test_resend_within_one_batch_counts_as_duplicate(own_store: Store) -> 
     assert pipeline.commits == 1
 
 
-async def test_alarm_does_not_wait_for_a_forming_bulk_batch(own_store: Store) -> None:
+async def test_alarm_does_not_wait_for_a_forming_bulk_batch(own_store: Store,
+                                                           sealing: Sealing) -> None:
     device = f"T-ALARM-{uuid.uuid4().hex[:8]}"
-    pipeline = Pipeline(own_store, router=lambda e: (), max_wait_s=30.0)  # bulk waits long
+    pipeline = Pipeline(own_store, sealing, max_wait_s=30.0)  # bulk waits long
     task = await _run(pipeline)
     done: list[str] = []
     pipeline.submit([_weight(device, 1)], lambda o: done.append("bulk"))
@@ -90,11 +94,11 @@ async def test_alarm_does_not_wait_for_a_forming_bulk_batch(own_store: Store) ->
 
 
 async def test_connection_lost_mid_commit_is_retried_not_acknowledged(
-        own_store: Store, store: Store) -> None:
+        own_store: Store, store: Store, sealing: Sealing) -> None:
     """The commit's connection dies while it waits on a lock: the batch is retried, and the
     submitter hears of success only once the retry committed."""
     device = f"T-RETRY-{uuid.uuid4().hex[:8]}"
-    pipeline = Pipeline(own_store, router=lambda e: (), max_wait_s=0.001)
+    pipeline = Pipeline(own_store, sealing, max_wait_s=0.001)
     task = await _run(pipeline)
     name = await own_store.pool.fetchval("SHOW application_name")
     failures_before = _failures()

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from gateway.sealing import BatchRows, DeliveryRow, EventRow
 from gateway.store import migrate as migrate_module
-from gateway.store.connector import DeliveryRow, EventRow, Store
+from gateway.store.connector import Store
 from gateway.store.migrate import Migration, MigrationError, migrate
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def _row(device: str, measured_at: datetime, event_id: uuid.UUID | None = None) -> EventRow:
     return EventRow(event_id or uuid.uuid4(), measured_at, datetime.now(UTC), device, "reading",
-                    "weight", 188736, "native", ("converted_unit",), b"{}")
+                    "weight", 188736, "native", ("converted_unit",), measured_at, False)
 
 
 async def test_migrate_is_idempotent_and_concurrent_safe(database_url: str) -> None:
@@ -41,10 +42,11 @@ async def test_batch_write_dedupes_and_queues_only_new_events(store: Store) -> N
     await store.pool.execute("INSERT INTO device (id, device_type) VALUES ($1, 'scale')", device)
     now = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
     rows = [_row(device, now + timedelta(seconds=i)) for i in range(3)]
-    deliveries = [DeliveryRow(r.event_id, "14", None, "bulk") for r in rows]
-    first = await store.write_batch(rows, deliveries)
+    deliveries = [DeliveryRow(r.event_id, "14", None, "bulk", None) for r in rows]
+    batch = BatchRows(events=rows, deliveries=deliveries)
+    first = await store.write_batch(batch)
     assert first.new_ids == {r.event_id for r in rows} and first.queued == 3
-    again = await store.write_batch(rows, deliveries)
+    again = await store.write_batch(batch)
     assert again.new_ids == frozenset() and again.queued == 0
     flags = await store.pool.fetchval("SELECT flags FROM event WHERE event_id = $1",
                                       rows[0].event_id)
@@ -56,7 +58,7 @@ async def test_rows_outside_monthly_partitions_land_in_default_and_move_out(
     device = f"T-PART-{uuid.uuid4().hex[:8]}"
     long_ago = datetime(2019, 3, 15, tzinfo=UTC)
     row = _row(device, long_ago)
-    await store.write_batch([row], [])
+    await store.write_batch(BatchRows(events=[row]))
     where = await store.pool.fetchval(
         "SELECT tableoid::regclass::text FROM event WHERE event_id = $1", row.event_id)
     assert where == "event_default"
@@ -66,7 +68,7 @@ async def test_rows_outside_monthly_partitions_land_in_default_and_move_out(
     where = await store.pool.fetchval(
         "SELECT tableoid::regclass::text FROM event WHERE event_id = $1", row.event_id)
     assert where == "event_2019_03"
-    assert (await store.write_batch([row], [])).new_ids == frozenset()
+    assert (await store.write_batch(BatchRows(events=[row]))).new_ids == frozenset()
 
 
 def _months_since(ts: datetime) -> int:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 
 import asyncpg
+
+from gateway.sealing import BatchRows
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
 
@@ -30,31 +32,12 @@ QUERIES = _load_queries()
 
 
 @dataclass(frozen=True, slots=True)
-class EventRow:
-    event_id: uuid.UUID
-    measured_at: datetime
-    received_at: datetime
-    device_id: str
-    event_type: str
-    kind: str
-    code: int | None
-    source: str
-    flags: tuple[str, ...]
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRow:
-    event_id: uuid.UUID
-    huvudman: str
-    assignment_id: uuid.UUID | None
-    lane: str
-
-
-@dataclass(frozen=True, slots=True)
 class BatchResult:
     new_ids: frozenset[uuid.UUID]
     queued: int
+    copies: int = 0
+    keys: int = 0
+    incidents: int = 0
 
 
 class Store:
@@ -83,22 +66,29 @@ class Store:
     async def execute(self, name: str, *args: Any) -> str:
         return str(await self.pool.execute(QUERIES[name], *args))
 
-    async def write_batch(self, events: Sequence[EventRow],
-                          deliveries: Sequence[DeliveryRow]) -> BatchResult:
-        """Store events and queue deliveries for the new ones, in one transaction."""
-        args = (
-            [e.event_id for e in events], [e.measured_at for e in events],
-            [e.received_at for e in events], [e.device_id for e in events],
-            [e.event_type for e in events], [e.kind for e in events], [e.code for e in events],
-            [e.source for e in events], [",".join(e.flags) for e in events],
-            [e.body for e in events],
-            [d.event_id for d in deliveries], [d.huvudman for d in deliveries],
-            [d.assignment_id for d in deliveries], [d.lane for d in deliveries],
+    async def write_batch(self, rows: BatchRows) -> BatchResult:
+        """Store a prepared batch in one statement, which is its own transaction."""
+        ev, cp, dl, inc = rows.events, rows.copies, rows.deliveries, rows.incidents
+        keys = list(rows.data_keys.values())
+        row = await self.pool.fetchrow(
+            QUERIES["write_batch"],
+            [e.event_id for e in ev], [e.measured_at for e in ev], [e.received_at for e in ev],
+            [e.device_id for e in ev], [e.event_type for e in ev], [e.kind for e in ev],
+            [e.code for e in ev], [e.source for e in ev], [",".join(e.flags) for e in ev],
+            [e.routed_at for e in ev], [e.quarantined for e in ev],
+            [c.event_id for c in cp], [c.measured_at for c in cp], [c.recipient for c in cp],
+            [c.key_id for c in cp], [c.envelope for c in cp], [c.expires_at for c in cp],
+            [d.event_id for d in dl], [d.huvudman for d in dl], [d.assignment_id for d in dl],
+            [d.lane for d in dl], [d.receiver for d in dl],
+            [k.key_id for k in keys], [k.huvudman for k in keys],
+            [k.subject_pseudonym for k in keys], [k.epoch for k in keys],
+            [k.recipient_key_id for k in keys], [k.suite.value for k in keys],
+            [k.wrapped for k in keys],
+            [i.event_id for i in inc], [i.device_id for i in inc], [i.reason for i in inc],
         )
-        # A single statement is its own transaction: committed when it returns.
-        row = await self.pool.fetchrow(QUERIES["write_batch"], *args)
         assert row is not None
-        return BatchResult(frozenset(row["new_ids"] or ()), int(row["queued"]))
+        return BatchResult(frozenset(row["new_ids"] or ()), int(row["queued"]),
+                           int(row["copies"]), int(row["keys"]), int(row["incidents"]))
 
     async def ensure_partitions(self, months_back: int = 2, months_ahead: int = 3) -> list[str]:
         return [r[0] for r in await self.fetch("ensure_partitions", months_back, months_ahead)]

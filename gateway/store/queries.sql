@@ -2,35 +2,64 @@
 -- Python code. Sections start with `-- name: <query_name>`.
 
 -- name: write_batch
--- One round trip per batch: insert the new events, skip the ones already stored (resends), and
--- queue deliveries only for events that were new. Returns the ids that were new.
-WITH incoming AS (
-    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],
-                         $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bytea[])
-        AS t(event_id, measured_at, received_at, device_id, event_type, kind, code, source,
-             flags, body)
-), inserted AS (
+-- One round trip per batch: insert the new events (skipping resends already stored), and only
+-- for those that were new, their sealed copies, deliveries and incidents; store any new
+-- wrapped data keys. Returns the ids that were new.
+WITH inserted AS (
     INSERT INTO event (event_id, measured_at, received_at, device_id, event_type, kind, code,
-                       source, flags, body)
+                       source, flags, routed_at, quarantined)
     SELECT event_id, measured_at, received_at, device_id, event_type, kind, code, source,
-           string_to_array(flags, ','), body
-    FROM incoming
+           string_to_array(flags, ','), routed_at, quarantined
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[],
+                $6::text[], $7::int[], $8::text[], $9::text[], $10::timestamptz[],
+                $11::bool[])
+        AS t(event_id, measured_at, received_at, device_id, event_type, kind, code, source,
+             flags, routed_at, quarantined)
     ON CONFLICT DO NOTHING
     RETURNING event_id, measured_at
+), copies AS (
+    INSERT INTO event_copy (event_id, measured_at, recipient, key_id, envelope, expires_at)
+    SELECT c.event_id, c.measured_at, c.recipient, c.key_id, c.envelope, c.expires_at
+    FROM unnest($12::uuid[], $13::timestamptz[], $14::text[], $15::bytea[], $16::bytea[],
+                $17::timestamptz[])
+        AS c(event_id, measured_at, recipient, key_id, envelope, expires_at)
+    JOIN inserted i USING (event_id, measured_at)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
 ), queued AS (
-    INSERT INTO delivery (event_id, measured_at, huvudman, assignment_id, lane)
-    SELECT d.event_id, i.measured_at, d.huvudman, d.assignment_id, d.lane
-    FROM unnest($11::uuid[], $12::text[], $13::uuid[], $14::text[])
-        AS d(event_id, huvudman, assignment_id, lane)
+    INSERT INTO delivery (event_id, measured_at, huvudman, assignment_id, lane, receiver)
+    SELECT d.event_id, i.measured_at, d.huvudman, d.assignment_id, d.lane, d.receiver
+    FROM unnest($18::uuid[], $19::text[], $20::uuid[], $21::text[], $22::text[])
+        AS d(event_id, huvudman, assignment_id, lane, receiver)
+    JOIN inserted i USING (event_id)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), keys AS (
+    INSERT INTO data_key (key_id, huvudman, subject_pseudonym, epoch, recipient_key_id, suite,
+                          wrapped)
+    SELECT * FROM unnest($23::bytea[], $24::text[], $25::bytea[], $26::int[], $27::bytea[],
+                         $28::text[], $29::bytea[])
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), incidents AS (
+    INSERT INTO incident (event_id, device_id, reason)
+    SELECT n.event_id, n.device_id, n.reason
+    FROM unnest($30::uuid[], $31::text[], $32::text[]) AS n(event_id, device_id, reason)
     JOIN inserted i USING (event_id)
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT array_agg(event_id) FROM inserted) AS new_ids,
-       (SELECT count(*) FROM queued) AS queued;
+       (SELECT count(*) FROM queued) AS queued,
+       (SELECT count(*) FROM copies) AS copies,
+       (SELECT count(*) FROM keys) AS keys,
+       (SELECT count(*) FROM incidents) AS incidents;
 
 -- name: ensure_partitions
 SELECT ensure_event_partitions($1, $2);
+
+-- name: load_public_keys
+SELECT huvudman, public_pem FROM huvudman_key WHERE retired_at IS NULL;
 
 -- name: load_devices
 SELECT id, device_type, credential_sha256, state, heartbeat_interval, hub_id FROM device;
@@ -102,3 +131,21 @@ SELECT event_type, count(*) FROM event GROUP BY event_type ORDER BY event_type;
 
 -- name: pending_deliveries
 SELECT lane, count(*) FROM delivery WHERE state = 'pending' GROUP BY lane ORDER BY lane;
+
+-- name: insert_public_key
+INSERT INTO huvudman_key (key_id, huvudman, suite, public_pem) VALUES ($1, $2, $3, $4)
+ON CONFLICT (key_id) DO NOTHING
+RETURNING key_id;
+
+-- name: retire_public_keys
+UPDATE huvudman_key SET retired_at = now()
+WHERE huvudman = $1 AND retired_at IS NULL
+RETURNING key_id;
+
+-- name: active_public_key
+SELECT key_id FROM huvudman_key WHERE huvudman = $1 AND retired_at IS NULL;
+
+-- name: list_public_keys
+SELECT h.code, h.name, k.key_id, k.suite, k.created_at, k.retired_at
+FROM huvudman h LEFT JOIN huvudman_key k ON k.huvudman = h.code
+ORDER BY h.code, k.created_at;

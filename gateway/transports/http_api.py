@@ -125,6 +125,8 @@ def create_app(settings: Settings, registry: Registry, pipeline: Pipeline,
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    from gateway.transports.http_standards import standards_router  # imports this module
+    app.include_router(standards_router(settings, registry, pipeline))
     return app
 
 
