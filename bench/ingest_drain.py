@@ -6,7 +6,9 @@ One run, on this machine, with broker, database and gateway sharing its cores:
    backlog for both;
 3. a windowed QoS 1 publisher sends N readings (one per message, native JSON) from many devices;
 4. the raw floor: a paho subscriber that only counts (and acks) drains its copy;
-5. `gateway serve` starts and drains its copy: each reading committed to PostgreSQL, then acked.
+5. `gateway serve` starts and drains its copy: each reading routed to its owner (the region),
+   sealed to the region's public key (HPKE-wrapped AES-256-GCM data key, ML-KEM-768 + X25519),
+   committed to PostgreSQL, then acked.
 Durable readings/s = N / (time from the gateway's first to last ack), confirmed by counting the
 rows in the database.
 """
@@ -34,7 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters import native
-from gateway import admin, embedded
+from gateway import admin, embedded, key_admin
 from gateway.registry import token_hash
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
@@ -180,7 +182,8 @@ def drain_gateway(database_url: str, mqtt_url: str, client_id: str, count: int,
             "mean_batch_events": batch_mean, "mean_commit_ms": commit_mean * 1000}
 
 
-async def _prepare_database(devices: list[str]) -> tuple[str, str | None]:
+async def _prepare_database(devices: list[str],
+                            keys: Path) -> tuple[str, str | None, dict[str, str]]:
     name = f"gw_bench_{uuid.uuid4().hex[:8]}"
     try:
         conn = await asyncpg.connect(LOCAL_PG, timeout=3)
@@ -202,8 +205,10 @@ async def _prepare_database(devices: list[str]) -> tuple[str, str | None]:
                     for d in devices])
     await admin.apply_config(store, config)
     await admin.apply_config(store, fleet)
+    secret, quarantine = await key_admin.provision(store, keys, ["14"])
     await store.close()
-    return dsn, name
+    return dsn, name, {"PSEUDONYM_SECRET_FILE": str(secret),
+                       "QUARANTINE_PUBLIC_KEY_FILE": str(quarantine)}
 
 
 async def _count_and_drop(dsn: str, name: str | None) -> int:
@@ -219,7 +224,8 @@ async def _count_and_drop(dsn: str, name: str | None) -> int:
 
 def run(count: int, devices: int, window: int) -> dict[str, Any]:
     device_ids = [f"BENCH-{i:05d}" for i in range(devices)]
-    dsn, dbname = asyncio.run(_prepare_database(device_ids))
+    dsn, dbname, key_env = asyncio.run(
+        _prepare_database(device_ids, Path(tempfile.mkdtemp(prefix="bench-keys-"))))
     broker_dir = Path(tempfile.mkdtemp(prefix="bench-mosquitto-"))
     broker = (embedded.start_mosquitto(broker_dir) if embedded.mosquitto_binary()
               else embedded.start_amqtt())
@@ -230,7 +236,7 @@ def run(count: int, devices: int, window: int) -> dict[str, Any]:
         _create_session(host, int(port), "bench-floor", topic)
         publish_rate = publish_backlog(host, int(port), device_ids, count, window)
         floor = drain_floor(host, int(port), "bench-floor", count)
-        gateway = drain_gateway(dsn, broker.url, "bench-ingest", count, {})
+        gateway = drain_gateway(dsn, broker.url, "bench-ingest", count, key_env)
     finally:
         broker.stop()
     stored = asyncio.run(_count_and_drop(dsn, dbname))

@@ -348,15 +348,15 @@ class SipListener:
             # Units and proxies probe with OPTIONS; answering keeps their NAT binding alive.
             self._send(peer, sip.build_response(msg, 200, extra_headers=_ALLOW))
             return
-        self._received.inc()
-        if msg.method != "MESSAGE":
-            self._refuse(msg, peer, SipError("method", "only MESSAGE is accepted", 405),
-                         "method", extra_headers=_ALLOW)
-            return
         key = (msg.call_id or "", msg.header("CSeq") or "", _branch(msg))
         previous = self._transactions.get(key)
         if previous is not None:
             self._send(peer, previous)  # a SIP retransmission: same answer, not processed again
+            return
+        self._received.inc()
+        if msg.method != "MESSAGE":
+            self._refuse(msg, peer, SipError("method", "only MESSAGE is accepted", 405),
+                         "method", extra_headers=_ALLOW)
             return
         if self._stopping or len(self._requests) >= MAX_IN_FLIGHT:
             self._refuse(msg, peer, SipError("gateway", "not taking requests now", 503),
@@ -422,7 +422,10 @@ class SipListener:
             parsed = scaip.parse_mrq(body, received_at=received_at)
         except ScaipError as err:
             metrics.REJECTED.labels(TRANSPORT, _SNU_REASON.get(err.snu, "undefined")).inc()
-            log.info("scaip_refused", snu=int(err.snu), rule=err.reason, element=err.position,
+            # The element is named only when it is one of the standard's: an unknown one is the
+            # sender's text, and nothing of the message's own is written to the log.
+            log.info("scaip_refused", snu=int(err.snu), rule=err.reason,
+                     element=err.field if err.field in _ELEMENTS else "other",
                      transport=peer.transport)
             await self._reply(msg, peer, scaip.error_mrs(err))
             return
@@ -565,6 +568,9 @@ class SipListener:
 
 
 _ALLOW = (("Allow", "MESSAGE, OPTIONS"),)
+_ELEMENTS = frozenset({"mrq", "ref", "ver", "sco", "cha", "mty", "hbo", "cid", "dty", "did", "dco",
+                       "stc", "pri", "lco", "lva", "lge", "ico", "ite", "ame", "dte", "stt",
+                       "lte", "crd"})
 
 
 def _has_alarm(parsed: ScaipParsed) -> bool:
