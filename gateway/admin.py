@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from gateway import audit
 from gateway.assignment import LegalBasis
 from gateway.codes import Kind
 from gateway.registry import new_token, token_hash
@@ -91,16 +92,20 @@ async def apply_config(store: Store, config: ConfigFile) -> dict[str, int]:
     """Upsert everything in `config`; returns how many of each kind were read."""
     async with store.pool.acquire() as conn, conn.transaction():
         for h in config.huvudman:
-            await conn.execute(QUERIES["upsert_huvudman"], h.code, h.name, h.kind)
+            if _changed(await conn.execute(QUERIES["upsert_huvudman"], h.code, h.name, h.kind)):
+                await audit.record(conn, "huvudman.upsert", h.code, kind=h.kind)
         # Hubs first: a device's hub must exist before the device can name it.
         for d in sorted(config.device, key=lambda d: d.hub is not None):
             digest = (bytes.fromhex(d.token_sha256) if d.token_sha256
                       else token_hash(d.token) if d.token else None)
             try:
-                await conn.execute(QUERIES["upsert_device"], d.id, d.type, d.model, digest,
-                                   as_interval(d.heartbeat_interval_s), d.hub)
+                status = await conn.execute(QUERIES["upsert_device"], d.id, d.type, d.model,
+                                            digest, as_interval(d.heartbeat_interval_s), d.hub)
             except asyncpg.ForeignKeyViolationError:
                 raise AdminError(f"device {d.id}: unknown hub {d.hub}") from None
+            if _changed(status):
+                await audit.record(conn, "device.upsert", d.id, type=d.type, hub=d.hub,
+                                   credential=digest is not None)
         for a in config.assignment:
             await _insert_assignment(conn, a)
     return {"huvudman": len(config.huvudman), "device": len(config.device),
@@ -118,7 +123,17 @@ async def _insert_assignment(conn: asyncpg.Connection, a: AssignmentSpec) -> boo
         raise AdminError(f"assignment {a.id}: unknown {what}") from None
     if row is not None:
         await conn.execute(QUERIES["set_device_state"], a.device, "assigned")
+        await audit.record(conn, "assignment.add", str(a.id), device=a.device,
+                           huvudman=a.huvudman, legal_basis=a.legal_basis.value,
+                           kinds=[k.value for k in a.kinds], valid_from=a.valid_from,
+                           valid_to=a.valid_to, alarm_route=a.alarm_route,
+                           position_consent=a.position_consent)
     return row is not None
+
+
+def _changed(status: str) -> bool:
+    """Whether an INSERT ... ON CONFLICT DO UPDATE ... WHERE wrote a row ("INSERT 0 1")."""
+    return status.rsplit(" ", 1)[-1] != "0"
 
 
 async def add_device(store: Store, device_id: str, device_type: str, model: str | None,
@@ -127,12 +142,15 @@ async def add_device(store: Store, device_id: str, device_type: str, model: str 
     spec = DeviceSpec(id=device_id, type=device_type, model=model,
                       heartbeat_interval_s=heartbeat_interval_s, hub=hub)
     token = new_token()
-    try:
-        await store.execute("upsert_device", spec.id, spec.type, spec.model, None,
-                            as_interval(spec.heartbeat_interval_s), spec.hub)
-    except asyncpg.ForeignKeyViolationError:
-        raise AdminError(f"device {spec.id}: unknown hub {spec.hub}") from None
-    await store.execute("set_device_credential", spec.id, token_hash(token))
+    async with store.pool.acquire() as conn, conn.transaction():
+        try:
+            await conn.execute(QUERIES["upsert_device"], spec.id, spec.type, spec.model, None,
+                               as_interval(spec.heartbeat_interval_s), spec.hub)
+        except asyncpg.ForeignKeyViolationError:
+            raise AdminError(f"device {spec.id}: unknown hub {spec.hub}") from None
+        await conn.execute(QUERIES["set_device_credential"], spec.id, token_hash(token))
+        await audit.record(conn, "device.credential_issued", spec.id, type=spec.type,
+                           hub=spec.hub)
     return token
 
 
@@ -145,6 +163,8 @@ async def add_assignment(store: Store, spec: AssignmentSpec) -> uuid.UUID:
 
 async def end_assignment(store: Store, assignment_id: uuid.UUID, at: datetime) -> None:
     """The device is returned: the assignment stops covering readings measured from `at`."""
-    if await store.fetchval("end_assignment", assignment_id, at) is None:
-        raise AdminError(f"assignment {assignment_id} does not exist, has already ended "
-                         "before that time, or starts after it")
+    async with store.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(QUERIES["end_assignment"], assignment_id, at) is None:
+            raise AdminError(f"assignment {assignment_id} does not exist, has already ended "
+                             "before that time, or starts after it")
+        await audit.record(conn, "assignment.end", str(assignment_id), valid_to=at)

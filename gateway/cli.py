@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway import admin, key_admin, logs
+from gateway import admin, audit, erasure, key_admin, logs
 from gateway.assignment import LegalBasis
 from gateway.codes import Kind
 from gateway.crypto import CryptoError, HuvudmanPublicKey, KeySuite
@@ -28,6 +28,13 @@ huvudman_app = typer.Typer(no_args_is_help=True, help="The 50 huvudmän.")
 config_app = typer.Typer(no_args_is_help=True, help="Load registry files from config/.")
 keys_app = typer.Typer(no_args_is_help=True, help="Huvudmän's encryption keys.")
 app.add_typer(keys_app, name="keys")
+erase_app = typer.Typer(no_args_is_help=True,
+                        help="Crypto-shredding: destroy the keys that open data.")
+app.add_typer(erase_app, name="erase")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
+retention_app = typer.Typer(no_args_is_help=True, help="Retention by key epoch and partition.")
+app.add_typer(retention_app, name="retention")
 app.add_typer(device_app, name="device")
 app.add_typer(assignment_app, name="assignment")
 app.add_typer(huvudman_app, name="huvudman")
@@ -291,3 +298,71 @@ def _read_public(path: Path) -> HuvudmanPublicKey:
     except (admin.AdminError, CryptoError) as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from None
+
+
+DryRun = Annotated[bool, typer.Option("--dry-run/--execute",
+                                      help="Only say what would become unreadable (default)")]
+
+
+def _report(plan: erasure.Plan) -> None:
+    console.print(plan.describe())
+    if not plan.done:
+        console.print("dry run: nothing was changed. Run again with --execute to do it.")
+
+
+@erase_app.command("subject")
+def erase_subject(huvudman: str, subject_ref: str, dry_run: DryRun = True) -> None:
+    """Erase one person's data at one huvudman: their data keys are destroyed."""
+    from gateway.keyring import pseudonymizer
+
+    pseudonyms = pseudonymizer(Settings())
+    _report(_with_store(lambda s: erasure.erase_subject(s, pseudonyms, huvudman, subject_ref,
+                                                        dry_run=dry_run)))
+
+
+@erase_app.command("huvudman")
+def erase_huvudman(huvudman: str, dry_run: DryRun = True) -> None:
+    """Make everything sealed for a huvudman unreadable (it leaves the collaboration)."""
+    _report(_with_store(lambda s: erasure.erase_huvudman(s, huvudman, dry_run=dry_run)))
+
+
+@retention_app.command("apply")
+def retention_apply(
+    before: Annotated[datetime, typer.Option(formats=["%Y-%m"], help="First month to keep")],
+    huvudman: Annotated[str | None, typer.Option(help="Only this huvudman's keys")] = None,
+    dry_run: DryRun = True,
+) -> None:
+    """Destroy the keys of every epoch before a month and drop the partitions that held it."""
+    _report(_with_store(lambda s: erasure.apply_retention(s, before.date(), huvudman=huvudman,
+                                                          dry_run=dry_run)))
+
+
+@retention_app.command("purge-quarantine")
+def retention_purge_quarantine(dry_run: DryRun = True) -> None:
+    """Delete quarantined copies whose fault-finding time is over."""
+    count = _with_store(lambda s: erasure.purge_quarantine(s, datetime.now(UTC),
+                                                           dry_run=dry_run))
+    console.print(f"{count} expired quarantined copies {'would be' if dry_run else 'were'} "
+                  "deleted")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain; report the first broken entry (exit 1) or the head hash."""
+    result = _with_store(audit.verify)
+    if result.intact:
+        head = result.head.hex() if result.head else "—"
+        console.print(f"audit log intact: {result.entries} entries, head {head}")
+        return
+    console.print(f"[red]audit log broken at entry {result.first_break}: {result.problem}[/]")
+    raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(last: Annotated[int, typer.Option(help="How many entries")] = 20) -> None:
+    rows = _with_store(lambda s: s.fetch("audit_list", last))
+    table = Table("seq", "at", "actor", "action", "target", "details")
+    for r in rows:
+        table.add_row(str(r["seq"]), r["at"].isoformat(), r["actor"], r["action"], r["target"],
+                      r["details"])
+    console.print(table)

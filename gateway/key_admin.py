@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
+from gateway import audit
 from gateway.admin import AdminError
 from gateway.crypto import (
     DEFAULT_SUITE,
@@ -70,12 +71,16 @@ async def register(store: Store, key: HuvudmanPublicKey, *, rotate: bool = False
             if not rotate:
                 raise AdminError(f"huvudman {key.huvudman} already has an active key; "
                                  "use `gateway keys rotate` to replace it")
-            await conn.execute(QUERIES["retire_public_keys"], key.huvudman)
+            retired = await conn.fetch(QUERIES["retire_public_keys"], key.huvudman)
+            await audit.record(conn, "key.retire", key.huvudman,
+                               key_ids=[bytes(r["key_id"]).hex() for r in retired])
         try:
             await conn.execute(QUERIES["insert_public_key"], key.key_id, key.huvudman,
                                key.suite.value, key.to_pem().decode())
         except asyncpg.ForeignKeyViolationError:
             raise AdminError(f"unknown huvudman {key.huvudman}") from None
+        await audit.record(conn, "key.register", key.huvudman, key_id=key.key_id.hex(),
+                           suite=key.suite.value)
 
 
 async def provision(store: Store, folder: Path, huvudmän: list[str],

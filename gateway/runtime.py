@@ -13,9 +13,11 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import uvicorn
 
+from gateway import erasure
 from gateway.keyring import build_sealing
 from gateway.logs import get as get_logger
 from gateway.pipeline import Pipeline
@@ -28,7 +30,7 @@ from gateway.transports.sip_listener import SipListener
 
 log = get_logger("runtime")
 
-PARTITION_MAINTENANCE_S = 6 * 3600
+MAINTENANCE_INTERVAL_S = 3600
 STALL_LIMIT_S = 10.0
 
 
@@ -83,7 +85,14 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         listener = asyncio.create_task(
             store.listen("registry_changed", registry_changed, listen_stop),
             name="registry-listener")
-        maintenance = asyncio.create_task(_maintain_partitions(store), name="partitions")
+
+        async def keys_erased() -> None:
+            sealing.forget_cached_keys()
+
+        erasure_listener = asyncio.create_task(
+            store.listen("keys_erased", keys_erased, listen_stop, safety_interval=None),
+            name="erasure-listener")
+        maintenance = asyncio.create_task(_maintain(store), name="maintenance")
         if settings.mqtt_url:
             rt.mqtt = MqttIngest(settings, rt.registry, rt.pipeline, loop)
             rt.mqtt.start()
@@ -112,7 +121,7 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             await asyncio.to_thread(rt.mqtt.stop)
         listen_stop.set()
         maintenance.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+        await asyncio.gather(listener, erasure_listener, return_exceptions=True)
         with contextlib.suppress(asyncio.CancelledError):
             await maintenance
         log.info("ingest_stopped")
@@ -128,12 +137,16 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def _maintain_partitions(store: Store) -> None:
+async def _maintain(store: Store) -> None:
+    """Hourly: next months' partitions, and quarantined copies whose time is over."""
     while True:
-        await asyncio.sleep(PARTITION_MAINTENANCE_S)
+        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
         try:
             created = await store.ensure_partitions()
             if created:
                 log.info("partitions_created", partitions=created)
+            purged = await erasure.purge_quarantine(store, datetime.now(UTC), dry_run=False)
+            if purged:
+                log.info("quarantine_purged", copies=purged)
         except Exception:
-            log.exception("partition_maintenance_failed")
+            log.exception("maintenance_failed")

@@ -118,6 +118,13 @@ class Sealing:
     def sealer(self) -> Sealer:
         return self._sealer
 
+    def forget_cached_keys(self) -> None:
+        """Keys were destroyed (crypto-shredding): never seal under a cached copy of one. Every
+        subject gets a fresh data key on its next reading."""
+        current = self._sealer.public_keys
+        self._sealer.replace_public_keys({})
+        self._sealer.replace_public_keys(current)
+
     def replace_public_keys(self, keys: dict[str, HuvudmanPublicKey]) -> None:
         """New or rotated huvudman keys (registry reload); HMC's quarantine key stays."""
         self._sealer.replace_public_keys(keys | {QUARANTINE: self._quarantine_key})

@@ -263,6 +263,10 @@ class Sealer:
     def cached_data_keys(self) -> int:
         return len(self._cache)
 
+    @property
+    def public_keys(self) -> dict[str, HuvudmanPublicKey]:
+        return dict(self._public_keys)
+
     def pending_wrapped_keys(self) -> list[WrappedKey]:
         """Wrapped keys handed out but not yet confirmed as stored."""
         out: list[WrappedKey] = []

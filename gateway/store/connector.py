@@ -100,8 +100,11 @@ class Store:
             return False
 
     async def listen(self, channel: str, on_change: Callable[[], Awaitable[None]],
-                     stop: asyncio.Event) -> None:
-        """Call `on_change` on every NOTIFY on `channel`, reconnecting until `stop` is set."""
+                     stop: asyncio.Event, *, safety_interval: float | None = 60.0) -> None:
+        """Call `on_change` on every NOTIFY on `channel`, reconnecting until `stop` is set.
+
+        It is also called on every (re)connection, for what changed while nobody listened, and
+        every `safety_interval` seconds in case a notification was lost (None: never)."""
         while not stop.is_set():
             try:
                 conn = await self.pool.acquire()
@@ -119,14 +122,12 @@ class Store:
                 while not stop.is_set():
                     waiter = asyncio.create_task(wake.wait())
                     stopper = asyncio.create_task(stop.wait())
-                    await asyncio.wait({waiter, stopper}, timeout=60,
+                    await asyncio.wait({waiter, stopper}, timeout=safety_interval,
                                        return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     stopper.cancel()
                     if stop.is_set():
                         break
-                    # Woken by a NOTIFY or by the timeout: the timeout is a safety net that
-                    # reloads once a minute even if a notification was lost.
                     wake.clear()
                     # Coalesce bursts (a config load fires many statements).
                     await asyncio.sleep(0.05)

@@ -149,3 +149,67 @@ SELECT key_id FROM huvudman_key WHERE huvudman = $1 AND retired_at IS NULL;
 SELECT h.code, h.name, k.key_id, k.suite, k.created_at, k.retired_at
 FROM huvudman h LEFT JOIN huvudman_key k ON k.huvudman = h.code
 ORDER BY h.code, k.created_at;
+
+-- name: audit_append
+SELECT audit_append($1, $2, $3, $4::jsonb);
+
+-- name: audit_verify
+-- The first entry whose stored prev_hash or hash does not match a recomputation, or nothing.
+WITH chain AS (
+    SELECT seq, prev_hash, hash,
+           lag(hash, 1, '\x'::bytea) OVER (ORDER BY seq) AS expected_prev,
+           lag(seq, 1, 0::bigint) OVER (ORDER BY seq) AS previous_seq,
+           sha256(audit_entry_bytes(seq, at, actor, action, target, details, prev_hash))
+               AS recomputed
+    FROM audit_log
+)
+SELECT seq,
+       CASE WHEN seq <> previous_seq + 1 THEN 'an entry before it is missing'
+            WHEN prev_hash <> expected_prev THEN 'its link to the previous entry is broken'
+            ELSE 'its content was changed' END AS problem
+FROM chain
+WHERE seq <> previous_seq + 1 OR prev_hash <> expected_prev OR hash <> recomputed
+ORDER BY seq LIMIT 1;
+
+-- name: audit_head
+SELECT count(*) AS entries, max(seq) AS last_seq,
+       (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS head
+FROM audit_log;
+
+-- name: audit_list
+SELECT seq, at, actor, action, target, details FROM audit_log
+ORDER BY seq DESC LIMIT $1;
+
+-- name: subject_keys
+SELECT key_id FROM data_key WHERE huvudman = $1 AND subject_pseudonym = $2;
+
+-- name: huvudman_keys
+SELECT key_id FROM data_key WHERE huvudman = $1;
+
+-- name: epoch_keys
+SELECT key_id FROM data_key WHERE epoch < $1 AND ($2::text IS NULL OR huvudman = $2);
+
+-- name: copies_under_keys
+-- How many sealed copies the given data keys open (a scan: erasure is rare and deliberate).
+SELECT count(*) FROM event_copy WHERE key_id = ANY($1::bytea[]);
+
+-- name: delete_keys
+DELETE FROM data_key WHERE key_id = ANY($1::bytea[]);
+
+-- name: forget_subject_refs
+UPDATE assignment SET subject_ref = 'erased:' || $3
+WHERE huvudman = $1 AND subject_ref = $2
+RETURNING id;
+
+-- name: old_partitions
+SELECT c.relname AS partition
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+WHERE p.relname IN ('event', 'event_copy') AND c.relname ~ '_[0-9]{4}_[0-9]{2}$'
+  AND to_date(right(c.relname, 7), 'YYYY_MM') < $1::date
+ORDER BY c.relname;
+
+-- name: expired_quarantine
+SELECT count(*) FROM event_copy WHERE expires_at < $1;
+
+-- name: purge_quarantine
+DELETE FROM event_copy WHERE expires_at < $1;
