@@ -13,12 +13,16 @@ import msgspec
 
 from adapters.errors import AdapterError
 
+# What decoding untrusted JSON with msgspec can raise: its own errors, invalid UTF-8 inside a
+# string (UnicodeDecodeError, not a DecodeError), and absurd nesting.
+DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
 _AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _MISSING = re.compile(r"^Object missing required field `([A-Za-z0-9_]{1,40})`$")
 
 
-def explain(err: msgspec.ValidationError | msgspec.DecodeError, prefix: str = "") -> AdapterError:
+def explain(err: Exception, prefix: str = "") -> AdapterError:
     """An AdapterError naming `prefix` + msgspec's path, with a value-free reason."""
     if not isinstance(err, msgspec.ValidationError):
         return AdapterError(prefix or "$", "malformed JSON")

@@ -21,7 +21,7 @@ import msgspec
 
 from adapters import plausibility, units
 from adapters.errors import AdapterError, Parsed, Rejection
-from adapters.json_errors import explain
+from adapters.json_errors import DECODE_ERRORS, explain
 from adapters.plausibility import to_utc
 from gateway import codes
 from gateway.model import (
@@ -128,14 +128,14 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
     """Parse one native message from `device_id`, received at `received_at` (aware UTC)."""
     try:
         peek = _peek_type.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+    except DECODE_ERRORS as err:
         raise AdapterError("$", "not a JSON object" if isinstance(err, msgspec.ValidationError)
                            else "malformed JSON") from None
     if "type" in peek and "readings" not in peek:
         payload = b'{"readings":[' + payload + b"]}"
     try:
         env = _envelope.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+    except DECODE_ERRORS as err:
         raise explain(err, "") from None
     if env.v != 1:
         raise AdapterError("v", "unsupported format version; this gateway speaks v=1")
@@ -149,14 +149,14 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
         field = f"readings[{index}]"
         try:
             out.events.extend(_reading_events(_reading.decode(raw), device_id, received_at, field))
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        except DECODE_ERRORS as err:
             out.rejections.append(_explain_reading(err, field).rejection(index))
         except AdapterError as err:
             out.rejections.append(err.rejection(index))
     if len(env.status) and bytes(env.status) != b"null":
         try:
             out.events.append(_status_event(_status.decode(env.status), device_id, received_at))
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        except DECODE_ERRORS as err:
             out.rejections.append(explain(err, "status").rejection())
         except AdapterError as err:
             out.rejections.append(err.rejection())
@@ -164,7 +164,7 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
         field = f"alarms[{index}]"
         try:
             out.events.append(_alarm_event(_alarm.decode(raw), device_id, received_at, field))
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        except DECODE_ERRORS as err:
             out.rejections.append(explain(err, field).rejection(index))
         except AdapterError as err:
             out.rejections.append(err.rejection(index))
@@ -173,7 +173,7 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
     return out
 
 
-def _explain_reading(err: msgspec.ValidationError | msgspec.DecodeError,
+def _explain_reading(err: Exception,
                      field: str) -> AdapterError:
     explained = explain(err, field)
     if explained.field.endswith(".type") and explained.reason.startswith("Invalid value"):

@@ -147,7 +147,7 @@ def parse(payload: bytes, *, device_id: str | None, received_at: datetime,
 def _decode(payload: bytes) -> Any:
     try:
         return msgspec.json.decode(payload)
-    except (msgspec.MsgspecError, RecursionError):
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
         raise AdapterError("$", "malformed JSON") from None
 
 

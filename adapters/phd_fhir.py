@@ -196,7 +196,7 @@ def _text(value: Any) -> str | None:
 def _decode(payload: bytes) -> Any:
     try:
         return msgspec.json.decode(payload)
-    except (msgspec.MsgspecError, RecursionError):
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
         raise AdapterError("$", "malformed JSON") from None
 
 

@@ -19,7 +19,7 @@ import msgspec
 
 from adapters import plausibility
 from adapters.errors import AdapterError, Parsed
-from adapters.json_errors import explain
+from adapters.json_errors import DECODE_ERRORS, explain
 from gateway.model import DeviceStatus, Event, Flag, event_id
 
 VERSION = 1
@@ -67,7 +67,7 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime, source: str,
         raise AdapterError("$", f"message longer than {MAX_BYTES} bytes")
     try:
         env = _envelope.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+    except DECODE_ERRORS as err:
         raise explain(err) from None
     if env.v != VERSION:
         raise AdapterError("v", f"unsupported format version; this gateway speaks v={VERSION}")
@@ -81,7 +81,7 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime, source: str,
         field = f"events[{index}]"
         try:
             out.events.extend(mapper(decoder.decode(raw), device_id, received_at))
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        except DECODE_ERRORS as err:
             out.rejections.append(_explain_item(err, raw, field, type_names).rejection(index))
         except AdapterError as err:
             out.rejections.append(AdapterError(f"{field}.{err.field}", err.reason)
@@ -90,7 +90,7 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime, source: str,
         try:
             out.events.append(status_event(_status.decode(env.status), device_id, received_at,
                                            source))
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        except DECODE_ERRORS as err:
             out.rejections.append(explain(err, "status").rejection())
         except AdapterError as err:
             out.rejections.append(AdapterError(f"status.{err.field}", err.reason).rejection())
@@ -99,7 +99,7 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime, source: str,
     return out
 
 
-def _explain_item(err: msgspec.ValidationError | msgspec.DecodeError, raw: msgspec.Raw,
+def _explain_item(err: Exception, raw: msgspec.Raw,
                   field: str, type_names: tuple[str, ...]) -> AdapterError:
     explained = explain(err, field)
     if explained.field == f"{field}.type":

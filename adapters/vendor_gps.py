@@ -37,7 +37,7 @@ import msgspec
 
 from adapters import plausibility
 from adapters.errors import AdapterError, Parsed
-from adapters.json_errors import explain
+from adapters.json_errors import DECODE_ERRORS, explain
 from gateway.codes import Kind
 from gateway.model import (
     Alarm,
@@ -121,7 +121,7 @@ def parse(payload: bytes, *, received_at: datetime, device_id: str | None = None
         raise AdapterError("$", f"message longer than {MAX_BYTES} bytes")
     try:
         env = _envelope.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+    except DECODE_ERRORS as err:
         raise explain(err) from None
     dev = _device(None if env.device_id is None else str(env.device_id), device_id, "device_id")
     raw = bytes(env.location).strip()
@@ -130,7 +130,7 @@ def parse(payload: bytes, *, received_at: datetime, device_id: str | None = None
     if raw.startswith(b"["):
         try:
             items = _raw_list.decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        except DECODE_ERRORS as err:
             raise explain(err, "location") from None
         if not items:
             raise AdapterError("location", "empty list")
@@ -146,7 +146,7 @@ def parse(payload: bytes, *, received_at: datetime, device_id: str | None = None
         try:
             loc = _location.decode(item)
             _location_events(loc, dev, received_at, field, index, out)
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        except DECODE_ERRORS as err:
             out.rejections.append(explain(err, field).rejection(index))
         except AdapterError as err:
             out.rejections.append(err.rejection(index))
@@ -178,7 +178,7 @@ def _location_events(loc: Location, dev: str, received_at: datetime, field: str,
     try:
         if _present(loc.timestamp):
             measured = _time(_timestamp.decode(loc.timestamp), f"{field}.timestamp")
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+    except DECODE_ERRORS as err:
         out.rejections.append(explain(err, f"{field}.timestamp").rejection(index))
     except AdapterError as err:
         out.rejections.append(err.rejection(index))
@@ -186,7 +186,7 @@ def _location_events(loc: Location, dev: str, received_at: datetime, field: str,
         if _present(loc.coords):
             c = _coords.decode(loc.coords)
             position = check_position(c.latitude, c.longitude, c.accuracy, f"{field}.coords")
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+    except DECODE_ERRORS as err:
         out.rejections.append(explain(err, f"{field}.coords").rejection(index))
     except AdapterError as err:
         out.rejections.append(err.rejection(index))
@@ -196,7 +196,7 @@ def _location_events(loc: Location, dev: str, received_at: datetime, field: str,
             if battery.level is not None:
                 level = _battery_pct(battery.level, fraction=True,
                                      field=f"{field}.battery.level")
-    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+    except DECODE_ERRORS as err:
         out.rejections.append(explain(err, f"{field}.battery").rejection(index))
     except AdapterError as err:
         out.rejections.append(err.rejection(index))

@@ -180,7 +180,7 @@ def test_sealer_has_no_path_to_plaintext(suite: KeySuite) -> None:
     public_api = {name for name in dir(sealer) if not name.startswith("_")}
     assert public_api == {
         "cached_data_keys", "confirm", "kem_operations", "pending_wrapped_keys",
-        "replace_public_keys", "seal",
+        "public_keys", "replace_public_keys", "seal",
     }
     # It holds no private key anywhere, and refuses one.
     held = [v for v in vars(sealer).values() if isinstance(v, dict)]

@@ -106,7 +106,8 @@ def test_status_and_alarm() -> None:
 
 
 @pytest.mark.parametrize(("payload", "field"), [
-    (b"", "$"), (b"[1,2]", "$"), (b"{", "$"), (b'{"v": 2, "readings": []}', "v"),
+    (b"", "$"), (b"[1,2]", "$"), (b"{", "$"), (b'"\x80"', "$"), (b'{"readings": "\xff"}', "$"),
+    (b"[" * 100_000, "$"), (b'{"v": 2, "readings": []}', "v"),
     (b'{"readings": []}', "readings"), (b'{"device": "OTHER", "readings": []}', "device"),
     (b'{"readings": {"a": 1}}', "readings"),
 ])
@@ -114,6 +115,15 @@ def test_whole_message_errors(payload: bytes, field: str) -> None:
     with pytest.raises(AdapterError) as err:
         parse(payload)
     assert err.value.field == field
+
+
+def test_invalid_utf8_anywhere_is_not_json() -> None:
+    """RFC 8259 JSON is UTF-8: a message with invalid bytes in any string is refused whole."""
+    with pytest.raises(AdapterError) as err:
+        native.parse(b'{"readings": [{"type": "weight", "value": 1, "unit": "\xff",'
+                     b' "time": "2026-11-22T07:58:00Z"}]}', device_id="SCALE-1",
+                     received_at=RECEIVED)
+    assert (err.value.field, err.value.reason) == ("$", "malformed JSON")
 
 
 def test_too_many_items() -> None:
