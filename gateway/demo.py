@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import threading
 from urllib.parse import urlsplit, urlunsplit
@@ -45,8 +46,12 @@ def run_demo(*, interval_s: float, http_port: int) -> None:
             broker = embedded.start_amqtt()
             services.append(broker)
             mqtt_url = broker.url
+        sip_port = base.sip_port
+        if "SIP_PORT" not in os.environ and sip_port and not embedded.port_free(sip_port):
+            sip_port = embedded.free_port()  # 5060 is taken: the demo still runs
         settings = dataclasses.replace(base, database_url=dsn, mqtt_url=mqtt_url,
-                                       http_port=http_port, mqtt_client_id="gateway-demo")
+                                       http_port=http_port, mqtt_client_id="gateway-demo",
+                                       sip_port=sip_port)
         asyncio.run(_main(settings, interval_s))
     finally:
         for service in reversed(services):
@@ -84,21 +89,26 @@ async def _main(settings: Settings, interval_s: float) -> None:
                                        stop_event=stop))
     await started
     http = f"http://{settings.http_host}:{settings.http_port}"
+    sip = (settings.sip_host, settings.sip_port) if settings.sip_port else None
     console.print(f"[bold green]gateway running[/]\n"
                   f"  HTTP API + OpenAPI: {http}/docs\n"
                   f"  metrics:            {http}/metrics\n"
                   f"  readiness:          {http}/readyz\n"
-                  f"  MQTT:               {settings.mqtt_url}  (topics devices/<id>/up/native)\n"
+                  f"  MQTT:               {settings.mqtt_url}  (topics devices/<id>/up/<format>)\n"
+                  f"  SCAIP over SIP:     "
+                  f"{f'{settings.sip_host}:{settings.sip_port} (UDP and TCP)' if sip else 'off'}\n"
                   f"  database:           {_safe(settings.database_url)}\n"
-                  "Simulated scales, BP meters and oximeters send every "
-                  f"{interval_s:g} s, half over MQTT, half over HTTP. Ctrl-C stops.")
+                  "Simulated devices send every "
+                  f"{interval_s:g} s: native JSON over MQTT and HTTP, PCD-01 and PHD FHIR hubs, "
+                  "Open mHealth, vendor GPS/night/medicine JSON, SCAIP alarm units over SIP. "
+                  "Ctrl-C stops.")
 
     sim_stop = threading.Event()
     from simulator.run import run as run_simulator
 
     sim = asyncio.create_task(asyncio.to_thread(
         run_simulator, fleet_file, mqtt_url=settings.mqtt_url, http_url=http,
-        interval_s=interval_s, stop=sim_stop))
+        interval_s=interval_s, stop=sim_stop, sip=sip))
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

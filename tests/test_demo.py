@@ -29,7 +29,10 @@ def test_demo_runs_on_embedded_services_and_stops_cleanly(tmp_path: Path) -> Non
                                 stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 90
-            while "stored events {'reading'" not in log.read_text():
+            # Readings (native, PCD-01, FHIR, OMH), positions (vendor GPS, SCAIP) and alarms.
+            while not any(all(f"'{kind}'" in line for kind in ("reading", "position", "alarm"))
+                          for line in log.read_text().splitlines()
+                          if line.startswith("stored events")):
                 assert proc.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
