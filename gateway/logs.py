@@ -22,14 +22,18 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
 
 
 def configure(fmt: str = "json", level: int = logging.INFO) -> None:
+    # Tracebacks as plain text, never with local variables: locals can hold readings.
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
-                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+                     else structlog.dev.ConsoleRenderer(
+                         colors=sys.stderr.isatty(),
+                         exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
+            *([structlog.processors.format_exc_info] if fmt == "json" else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
