@@ -50,6 +50,7 @@ from hl7apy.parser import parse_message as _hl7apy_parse  # type: ignore[import-
 
 from adapters import plausibility, units
 from adapters.errors import AdapterError, Parsed, Rejection
+from adapters.text import ascii_digits
 from gateway import codes
 from gateway.model import Event, Flag, Quantity, Reading, event_id, utc
 
@@ -456,7 +457,7 @@ def _row(segment: Any, position: str, state: _State) -> Event | None:
 
 def _is_device_row(code_parts: list[str], value_type: str, status: str) -> bool:
     code = _part(code_parts, 0)
-    return (code.isdigit() and len(code) < 11 and int(code) in codes.DEVICE_PROFILES) or (
+    return (ascii_digits(code) and len(code) < 11 and int(code) in codes.DEVICE_PROFILES) or (
         status == "X" and value_type == "")
 
 
@@ -464,7 +465,7 @@ def _mdc_code(code_parts: list[str]) -> int:
     code, system = _part(code_parts, 0), _part(code_parts, 2).upper()
     if system in ("LN", "LOINC") and code in _LOINC:
         return _LOINC[code]
-    if system not in ("MDC", "") or not code.isdigit() or len(code) > 10:
+    if system not in ("MDC", "") or not ascii_digits(code) or len(code) > 10:
         raise AdapterError("OBX-3", "expected <MDC code>^<ref id>^MDC")
     return int(code)
 
@@ -531,8 +532,8 @@ def _unit(parts: list[str]) -> str:
     code, name, system = _part(parts, 0), _part(parts, 1), _part(parts, 2).upper()
     if not code:
         raise AdapterError("OBX-6", "required: <MDC unit code>^<ref id>^MDC")
-    if system == "MDC" or (code.isdigit() and system == ""):
-        if not code.isdigit() or len(code) > 10 or int(code) not in codes.MDC_UNITS:
+    if system == "MDC" or (ascii_digits(code) and system == ""):
+        if not ascii_digits(code) or len(code) > 10 or int(code) not in codes.MDC_UNITS:
             raise AdapterError("OBX-6", "MDC unit code not known to this gateway")
         return codes.MDC_UNITS[int(code)]
     return code if units.ucum(code) is not None else name

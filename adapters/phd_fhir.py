@@ -55,6 +55,7 @@ import msgspec
 
 from adapters import plausibility, units
 from adapters.errors import AdapterError, Parsed, Rejection
+from adapters.text import ascii_digits
 from gateway import codes
 from gateway.model import DeviceStatus, Event, Flag, Quantity, Reading, event_id, utc
 
@@ -337,7 +338,7 @@ def _code(concept: Any, field: str) -> int:
     loinc: int | None = None
     for system, code in _codings(concept):
         if system == MDC_SYSTEM:
-            if not code.isdigit() or len(code) > 10:
+            if not ascii_digits(code) or len(code) > 10:
                 raise _EntryError(field, "MDC code must be a 32-bit decimal number", "value")
             return int(code)
         if system == LOINC_SYSTEM and loinc is None:
@@ -378,7 +379,7 @@ def _value_quantity(quantity: Any, field: str, holder: Mapping[str, Any]) -> Map
 def _unit_of(quantity: Mapping[str, Any], field: str) -> str:
     """UCUM for the Quantity's unit: UCUM code, MDC unit code, or the human `unit` text."""
     system, code, text = quantity.get("system"), quantity.get("code"), quantity.get("unit")
-    if system == MDC_SYSTEM and isinstance(code, str) and code.isdigit() and len(code) < 11:
+    if system == MDC_SYSTEM and isinstance(code, str) and ascii_digits(code) and len(code) < 11:
         mdc = codes.MDC_UNITS.get(int(code))
         if mdc is None:
             raise _EntryError(f"{field}.code", "MDC unit code not known to this gateway",

@@ -122,6 +122,12 @@ async def _insert_assignment(conn: asyncpg.Connection, a: AssignmentSpec) -> boo
         what = "device" if "device" in (err.constraint_name or "") else "huvudman"
         raise AdminError(f"assignment {a.id}: unknown {what}") from None
     if row is not None:
+        state = await conn.fetchval(QUERIES["lifecycle_lock_device_state"], a.device)
+        if state == "retired":
+            raise AdminError(f"device {a.device} is retired; it cannot be assigned")
+        if state in ("returned", "reconditioning"):
+            raise AdminError(f"device {a.device} is {state}; it must be back in stock "
+                             "(reconditioned and made ready) before it can be assigned")
         await conn.execute(QUERIES["set_device_state"], a.device, "assigned")
         await audit.record(conn, "assignment.add", str(a.id), device=a.device,
                            huvudman=a.huvudman, legal_basis=a.legal_basis.value,

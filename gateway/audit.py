@@ -23,9 +23,14 @@ def actor() -> str:
     return os.environ.get("GATEWAY_ACTOR") or f"os:{getpass.getuser()}"
 
 
-async def record(conn: asyncpg.Connection, action: str, target: str,
-                 **details: Any) -> int:
-    seq: int = await conn.fetchval(QUERIES["audit_append"], actor(), action, target,
+_default_actor = actor
+
+
+async def record(conn: asyncpg.Connection, action: str, target: str, *,
+                 actor: str | None = None, **details: Any) -> int:
+    """Append an entry; `actor` (an authenticated operator) overrides the default `actor()`."""
+    who = actor if actor is not None else _default_actor()
+    seq: int = await conn.fetchval(QUERIES["audit_append"], who, action, target,
                                    msgspec.json.encode(details).decode())
     return seq
 

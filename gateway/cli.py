@@ -366,3 +366,10 @@ def audit_list(last: Annotated[int, typer.Option(help="How many entries")] = 20)
         table.add_row(str(r["seq"]), r["at"].isoformat(), r["actor"], r["action"], r["target"],
                       r["details"])
     console.print(table)
+
+
+# The device lifecycle and the admin API's operators add their commands to `device` and an
+# `operator` group (kept in their own module).
+from gateway import cli_lifecycle  # noqa: E402
+
+cli_lifecycle.install(app, device_app)

@@ -21,6 +21,16 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+class _Stderr:
+    """sys.stderr looked up at each write, so a replaced stream (tests, daemons) is honoured."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(fmt: str = "json", level: int = logging.INFO) -> None:
     # Tracebacks as plain text, never with local variables: locals can hold readings.
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
@@ -37,7 +47,7 @@ def configure(fmt: str = "json", level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 

@@ -127,6 +127,8 @@ def create_app(settings: Settings, registry: Registry, pipeline: Pipeline,
 
     from gateway.transports.http_standards import standards_router  # imports this module
     app.include_router(standards_router(settings, registry, pipeline))
+    from gateway.admin_api import admin_router  # the device lifecycle for operators
+    app.include_router(admin_router(settings))
     return app
 
 
