@@ -204,8 +204,9 @@ async def _prepare_database(devices: list[str],
                                          valid_from=datetime(2026, 1, 1, tzinfo=UTC))
                     for d in devices])
     await admin.apply_config(store, config)
-    await admin.apply_config(store, fleet)
     secret, quarantine = await key_admin.provision(store, keys, ["14"])
+    os.environ["PSEUDONYM_SECRET_FILE"] = str(secret)  # assignments seal their subjects
+    await admin.apply_config(store, fleet)
     await store.close()
     return dsn, name, {"PSEUDONYM_SECRET_FILE": str(secret),
                        "QUARANTINE_PUBLIC_KEY_FILE": str(quarantine)}

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from gateway import audit
+from gateway import audit, subjects
 from gateway.assignment import LegalBasis
 from gateway.codes import Kind
 from gateway.registry import new_token, token_hash
@@ -114,10 +114,14 @@ async def apply_config(store: Store, config: ConfigFile) -> dict[str, int]:
 
 async def _insert_assignment(conn: asyncpg.Connection, a: AssignmentSpec) -> bool:
     try:
+        key, sealed = await subjects.protect(conn, a.huvudman, a.id, a.subject_ref)
+    except subjects.SubjectError as err:
+        raise AdminError(f"assignment {a.id}: {err}") from None
+    try:
         row = await conn.fetchval(
-            QUERIES["insert_assignment"], a.id, a.device, a.huvudman, a.subject_ref,
+            QUERIES["insert_assignment"], a.id, a.device, a.huvudman, key,
             a.legal_basis.value, [k.value for k in a.kinds], a.valid_from, a.valid_to,
-            a.alarm_route, a.position_consent)
+            a.alarm_route, a.position_consent, sealed)
     except asyncpg.ForeignKeyViolationError as err:
         what = "device" if "device" in (err.constraint_name or "") else "huvudman"
         raise AdminError(f"assignment {a.id}: unknown {what}") from None

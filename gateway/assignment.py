@@ -25,13 +25,16 @@ class Assignment(msgspec.Struct, frozen=True):
     id: uuid.UUID
     device_id: str
     huvudman: str
-    subject_ref: str
+    # A keyed pseudonym of the huvudman's subject reference, and the reference sealed to the
+    # huvudman (gateway/subjects.py): the gateway never holds the reference in clear.
+    subject_key: str
     legal_basis: LegalBasis
     kinds: frozenset[Kind]
     valid_from: datetime
     valid_to: datetime | None = None
     alarm_route: str | None = None
     position_consent: bool = False
+    subject_sealed: bytes | None = None
 
     def covers(self, at: datetime) -> bool:
         """Half-open [valid_from, valid_to): a return at 10:00 ends coverage of 10:00 itself."""

@@ -69,15 +69,17 @@ async def _main(settings: Settings, interval_s: float) -> None:
     config = admin.read_config(CONFIG / "huvudman.toml")
     fleet = admin.read_config(fleet_file)
     counts = await admin.apply_config(store, config)
-    counts |= {k: v for k, v in (await admin.apply_config(store, fleet)).items() if v}
-    console.print(f"registry loaded: {counts['huvudman']} huvudmän, {counts['device']} devices, "
-                  f"{counts['assignment']} assignments")
+    # Keys before assignments: a subject reference is sealed to its huvudman's key on entry.
     keys = settings.state_dir / "demo" / "keys"
     secret, quarantine = await key_admin.provision(store, keys, [h.code for h in config.huvudman])
+    os.environ["PSEUDONYM_SECRET_FILE"] = str(secret)
     settings = dataclasses.replace(settings, pseudonym_secret_file=secret,
                                    quarantine_public_key_file=quarantine)
     console.print(f"keys: a pair per huvudman in {keys / 'node'} (the nodes' side); ingest holds "
                   f"only the public keys and {keys / 'ingest'}")
+    counts |= {k: v for k, v in (await admin.apply_config(store, fleet)).items() if v}
+    console.print(f"registry loaded: {counts['huvudman']} huvudmän, {counts['device']} devices, "
+                  f"{counts['assignment']} assignments")
     assert settings.database_url and settings.mqtt_url
 
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()

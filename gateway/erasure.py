@@ -17,6 +17,7 @@ from datetime import date, datetime
 from gateway import audit
 from gateway.crypto import Pseudonymizer
 from gateway.store.connector import QUERIES, Store
+from gateway.subjects import subject_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +62,16 @@ async def _shred(store: Store, plan: Plan, keys: list[bytes], action: str, targe
 async def erase_subject(store: Store, pseudonyms: Pseudonymizer, huvudman: str,
                         subject_ref: str, *, dry_run: bool) -> Plan:
     """All of one person's data at one huvudman (an erasure request)."""
-    pseudonym = pseudonyms.of(huvudman, subject_ref).hex()
-    keys = await _keys(store, "subject_keys", huvudman, bytes.fromhex(pseudonym))
+    # Assignments hold the subject's key; data keys are filed under the pseudonym of that key
+    # (the Sealer pseudonymises whatever subject it is given).
+    pseudonym = subject_key(pseudonyms, huvudman, subject_ref)
+    keys = await _keys(store, "subject_keys", huvudman, pseudonyms.of(huvudman, pseudonym))
     copies = int(await store.fetchval("copies_under_keys", keys)) if keys else 0
     plan = Plan(f"subject {pseudonym} at huvudman {huvudman}", len(keys), copies)
     if dry_run:
         return plan
     return await _shred(store, plan, keys, "erase.subject", f"{huvudman}/{pseudonym}",
-                        [(QUERIES["forget_subject_refs"], (huvudman, subject_ref, pseudonym))])
+                        [(QUERIES["forget_subject_refs"], (huvudman, pseudonym))])
 
 
 async def erase_huvudman(store: Store, huvudman: str, *, dry_run: bool) -> Plan:

@@ -40,7 +40,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway import audit
+from gateway import audit, subjects
 from gateway.admin import AdminError, DeviceSpec, HuvudmanCode
 from gateway.assignment import LegalBasis
 from gateway.codes import Kind
@@ -317,9 +317,13 @@ async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignme
                 raise InvalidRequest(f"assignments.{i}.huvudman", f"unknown huvudman {a.huvudman}")
             new_id = uuid.uuid4()
             kinds = [k.value for k in a.kinds]
+            try:
+                key, sealed = await subjects.protect(conn, a.huvudman, new_id, a.subject_ref)
+            except subjects.SubjectError as err:
+                raise InvalidRequest(f"assignments.{i}.huvudman", str(err)) from None
             await conn.execute(QUERIES["insert_assignment"], new_id, device_id, a.huvudman,
-                               a.subject_ref, a.legal_basis.value, kinds, start, None,
-                               a.alarm_route, a.position_consent)
+                               key, a.legal_basis.value, kinds, start, None,
+                               a.alarm_route, a.position_consent, sealed)
             await audit.record(conn, "assignment.add", str(new_id), actor=actor,
                                device=device_id, huvudman=a.huvudman,
                                legal_basis=a.legal_basis.value, kinds=kinds, valid_from=start,

@@ -69,7 +69,9 @@ class Registry:
         assignments = AssignmentIndex(
             Assignment(
                 id=r["id"], device_id=r["device_id"], huvudman=r["huvudman"],
-                subject_ref=r["subject_ref"], legal_basis=LegalBasis(r["legal_basis"]),
+                subject_key=r["subject_key"],
+                subject_sealed=bytes(r["subject_sealed"]) if r["subject_sealed"] else None,
+                legal_basis=LegalBasis(r["legal_basis"]),
                 kinds=frozenset(Kind(k) for k in r["kinds"]), valid_from=r["valid_from"],
                 valid_to=r["valid_to"], alarm_route=r["alarm_route"],
                 position_consent=r["position_consent"])

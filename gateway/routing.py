@@ -47,7 +47,7 @@ Other decisions
   gives the same output, which keeps tests and outbox rows reproducible.
 - `route()` still checks each assignment's `device_id` against the event's, so a caller that
   passes the wrong device's assignments routes nothing rather than leaking.
-- `Destination.__repr__` leaves out `subject_ref` so a logged routing carries ids only.
+- `Destination.__repr__` leaves out `subject_key` so a logged routing carries ids only.
 - The fallback receiver gets no position even in an emergency: with no assignment there is no
   recorded consent. Whether vital interest should override this is a policy question for the
   huvudmän, not one routing should answer on its own.
@@ -102,19 +102,20 @@ class IncidentReason(StrEnum):
 class Destination(msgspec.Struct, frozen=True):
     """Where one copy of an event goes.
 
-    `huvudman`, `assignment_id` and `subject_ref` are None only for the fallback alarm receiver.
+    `huvudman`, `assignment_id` and `subject_key` are None only for the fallback alarm receiver.
     """
 
     huvudman: str | None
     assignment_id: uuid.UUID | None
-    subject_ref: str | None
+    subject_key: str | None
     lane: Lane
     alarm_receiver: str | None = None
     include_position: bool = False
     fallback: bool = False
+    subject_sealed: bytes | None = None
 
     def __repr__(self) -> str:
-        # No subject_ref: a destination may end up in a log line.
+        # No subject_key: a destination may end up in a log line.
         return (
             f"Destination(huvudman={self.huvudman!r}, assignment_id={self.assignment_id!r}, "
             f"lane={self.lane.value!r}, alarm_receiver={self.alarm_receiver!r}, "
@@ -165,7 +166,8 @@ def _to_huvudman(a: Assignment, lane: Lane, *, include_position: bool = False) -
     return Destination(
         huvudman=a.huvudman,
         assignment_id=a.id,
-        subject_ref=a.subject_ref,
+        subject_key=a.subject_key,
+        subject_sealed=a.subject_sealed,
         lane=lane,
         alarm_receiver=(a.alarm_route or None) if lane is Lane.ALARM else None,
         include_position=include_position,
@@ -230,7 +232,7 @@ def _route_alarm(
             Destination(
                 huvudman=None,
                 assignment_id=None,
-                subject_ref=None,
+                subject_key=None,
                 lane=Lane.ALARM,
                 alarm_receiver=fallback_alarm_receiver,
                 fallback=True,

@@ -28,8 +28,11 @@ QUARANTINE_SUBJECT = "quarantine"
 
 
 class Subject(msgspec.Struct, frozen=True):
+    """An assignment the copy came under, with its subject reference sealed to the huvudman
+    (gateway.crypto.subject.open_subject opens it on the node)."""
+
     assignment_id: uuid.UUID
-    subject_ref: str
+    sealed_ref: bytes | None
 
 
 class CopyPlaintext(msgspec.Struct, frozen=True):
@@ -167,10 +170,10 @@ class Sealing:
             first = dests[0]
             plain = CopyPlaintext(
                 event=_without_position(event) if not first.include_position else event,
-                subjects=tuple(Subject(d.assignment_id, d.subject_ref) for d in dests
-                               if d.assignment_id is not None and d.subject_ref is not None),
+                subjects=tuple(Subject(d.assignment_id, d.subject_sealed) for d in dests
+                               if d.assignment_id is not None),
                 routed_at=routing.routed_at, clock_fallback=routing.clock_fallback)
-            self._add_copy(rows, event, huvudman, first.subject_ref or "", epoch, kind, plain,
+            self._add_copy(rows, event, huvudman, first.subject_key or "", epoch, kind, plain,
                            expires_at=None)
             rows.deliveries.append(DeliveryRow(event.event_id, huvudman, first.assignment_id,
                                                first.lane, first.alarm_receiver))
@@ -182,11 +185,11 @@ class Sealing:
                                          clock_fallback=routing.clock_fallback),
                            expires_at=expires)
 
-    def _add_copy(self, rows: BatchRows, event: Event, recipient: str, subject_ref: str,
+    def _add_copy(self, rows: BatchRows, event: Event, recipient: str, subject_key: str,
                   epoch: int, kind: str, plain: CopyPlaintext,
                   expires_at: datetime | None) -> None:
         sealed = self._sealer.seal(_encoder.encode(plain), event_id=event.event_id,
-                                   huvudman=recipient, subject_ref=subject_ref, epoch=epoch,
+                                   huvudman=recipient, subject_ref=subject_key, epoch=epoch,
                                    kind=kind)
         if sealed.new_wrapped_key is not None:
             rows.data_keys[sealed.new_wrapped_key.key_id] = sealed.new_wrapped_key

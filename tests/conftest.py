@@ -95,20 +95,28 @@ def needs_redelivering_broker(broker: embedded.Service) -> None:
 
 
 @pytest.fixture(scope="session")
-async def store(database_url: str) -> AsyncIterator[Store]:
+async def _prepared(database_url: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Store, Keys]]:
+    """The 50 huvudmän, a key pair each (public halves registered), HMC's quarantine key and
+    the pseudonym secret, which every path that creates an assignment needs."""
     s = await Store.connect(database_url)
-    await admin.apply_config(s, admin.read_config(ROOT / "config" / "huvudman.toml"))
-    yield s
+    config = admin.read_config(ROOT / "config" / "huvudman.toml")
+    await admin.apply_config(s, config)
+    folder = tmp_path_factory.mktemp("keys")
+    secret, quarantine = await key_admin.provision(s, folder, [h.code for h in config.huvudman])
+    os.environ["PSEUDONYM_SECRET_FILE"] = str(secret)
+    yield s, Keys(folder / "node", secret, quarantine)
     await s.close()
 
 
 @pytest.fixture(scope="session")
-async def keys(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    """A key pair per huvudman (public halves registered) and HMC's quarantine key."""
-    folder = tmp_path_factory.mktemp("keys")
-    codes = [h.code for h in admin.read_config(ROOT / "config" / "huvudman.toml").huvudman]
-    secret, quarantine = await key_admin.provision(store, folder, codes)
-    return Keys(folder / "node", secret, quarantine)
+def store(_prepared: tuple[Store, Keys]) -> Store:
+    return _prepared[0]
+
+
+@pytest.fixture(scope="session")
+def keys(_prepared: tuple[Store, Keys]) -> Keys:
+    return _prepared[1]
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 
 from gateway import cli
 from gateway.cli import app
+from tests.support import Keys
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def run(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def run(database_url: str, keys: Keys, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
     runner = CliRunner()

@@ -56,7 +56,8 @@ async def test_erasing_a_subject_makes_their_data_unreadable_and_nobody_elses(
         "SELECT envelope FROM event_copy WHERE event_id = $1 AND recipient = '1480'", first)
     assert envelope is not None  # still stored, no longer openable: no wrapped key exists
     assert await store.pool.fetchval(
-        "SELECT count(*) FROM assignment WHERE subject_ref = $1", subject) == 0
+        "SELECT count(*) FROM assignment WHERE device_id = $1 AND huvudman = '1480'"
+        " AND subject_sealed IS NULL", device.id) == 1
 
     # Ingest forgot its cached key: the next reading is sealed under a new, stored key.
     await asyncio.sleep(0.3)

@@ -11,7 +11,15 @@ import pytest
 
 from adapters import native
 from gateway import key_admin
-from gateway.crypto import IntegrityError, KeySuite, Opener, WrappedKey, WrongRecipientError
+from gateway.crypto import (
+    CryptoError,
+    IntegrityError,
+    KeySuite,
+    Opener,
+    WrappedKey,
+    WrongRecipientError,
+)
+from gateway.crypto.subject import open_subject
 from gateway.store.connector import Store
 from tests.support import FakeDevice, Keys, RunningGateway, open_copies, register_device
 
@@ -51,8 +59,15 @@ async def test_one_scale_feeds_region_and_kommun_each_reading_only_its_own(
     copies = await open_copies(store, keys, eid)
     assert set(copies) == {"14", "1480"}
     assert copies["14"].event.values[0].value == 81.3
-    assert [s.subject_ref for s in copies["14"].subjects] == [SUBJECT_REGION]
-    assert [s.subject_ref for s in copies["1480"].subjects] == [SUBJECT_KOMMUN]
+    # Each node opens its own subject reference; the gateway stored only sealed ones.
+    assert [open_subject(keys.private("14"), s.assignment_id, s.sealed_ref)
+            for s in copies["14"].subjects] == [SUBJECT_REGION]
+    assert [open_subject(keys.private("1480"), s.assignment_id, s.sealed_ref)
+            for s in copies["1480"].subjects] == [SUBJECT_KOMMUN]
+    region_subject = copies["14"].subjects[0]
+    with pytest.raises(CryptoError):  # not openable by another huvudman's key
+        open_subject(keys.private("1480"), region_subject.assignment_id,
+                     region_subject.sealed_ref)
     deliveries = await store.pool.fetch(
         "SELECT huvudman, lane FROM delivery WHERE event_id = $1 ORDER BY huvudman", eid)
     assert [(d["huvudman"], d["lane"]) for d in deliveries] == [("14", "bulk"), ("1480", "bulk")]
@@ -90,6 +105,10 @@ async def test_ingest_stores_no_value_and_no_subject_reference_in_clear(
     stored += msgspec.json.encode([list(r.values()) for r in await store.pool.fetch(
         "SELECT k.* FROM data_key k JOIN event_copy c USING (key_id) WHERE c.event_id = $1",
         eid)], enc_hook=_bytes)
+    stored += msgspec.json.encode([list(r.values()) for r in await store.pool.fetch(
+        "SELECT * FROM assignment WHERE device_id = $1", device.id)], enc_hook=_bytes)
+    stored += msgspec.json.encode([list(r.values()) for r in await store.pool.fetch(
+        "SELECT * FROM audit_log WHERE details->>'device' = $1", device.id)], enc_hook=_bytes)
     for secret in (b"93.7", SUBJECT_REGION.encode(), SUBJECT_KOMMUN.encode(), b"19121212"):
         assert secret not in stored
     assert stored  # the rows exist: this is not an empty comparison

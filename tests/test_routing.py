@@ -58,7 +58,7 @@ def assignment(
         id=uuid.uuid4(),
         device_id=device,
         huvudman=huvudman,
-        subject_ref=subject,
+        subject_key=subject,
         legal_basis=basis,
         kinds=kinds,
         valid_from=at(start),
@@ -144,7 +144,7 @@ def test_reading_goes_to_the_covering_assignment() -> None:
     assert r.quarantine_reason is None
     assert r.incident is None
     [d] = r.destinations
-    assert (d.huvudman, d.assignment_id, d.subject_ref, d.lane) == ("14", a.id, "subj-a", Lane.BULK)
+    assert (d.huvudman, d.assignment_id, d.subject_key, d.lane) == ("14", a.id, "subj-a", Lane.BULK)
     assert d.alarm_receiver is None
     assert r.routed_at == at(1)
     assert not r.clock_fallback
@@ -155,7 +155,7 @@ def test_one_scale_feeds_region_under_hsl_and_kommun_under_sol_at_once() -> None
     kommun = assignment("1480", basis=LegalBasis.SOL, subject="gbg-ref-9", start=0.5)
     r = go(reading(1), [kommun, region])
     assert owners(r) == ["14", "1480"]  # ordered by valid_from
-    assert {d.subject_ref for d in r.destinations} == {"vgr-ref-1", "gbg-ref-9"}
+    assert {d.subject_key for d in r.destinations} == {"vgr-ref-1", "gbg-ref-9"}
     assert {d.assignment_id for d in r.destinations} == {region.id, kommun.id}
     assert all(d.lane is Lane.BULK for d in r.destinations)
 
@@ -229,7 +229,7 @@ def test_return_and_reissue_with_late_offline_batch_never_crosses() -> None:
     assert [r.quarantined for r in routed] == [False, False, True, True, False, False]
     for r in routed:
         for d in r.destinations:
-            assert (d.huvudman, d.subject_ref) in {("1401", "old-user"), ("1402", "new-user")}
+            assert (d.huvudman, d.subject_key) in {("1401", "old-user"), ("1402", "new-user")}
         assert r.routed_at < at(13)  # measurement time, not arrival
 
 
@@ -331,7 +331,7 @@ def test_unclaimed_alarm_goes_to_fallback_and_raises_incident() -> None:
         assert d.fallback
         assert d.lane is Lane.ALARM
         assert d.alarm_receiver == FALLBACK
-        assert d.huvudman is None and d.subject_ref is None and d.assignment_id is None
+        assert d.huvudman is None and d.subject_key is None and d.assignment_id is None
         assert not d.include_position  # no assignment, no consent
         assert r.incident is not None
         assert r.incident.reason is IncidentReason.UNCLAIMED_ALARM
@@ -437,7 +437,7 @@ def test_routing_is_deterministic_and_pure() -> None:
     assert owners(first) == ["14", "1401", "1480"]
 
 
-def test_destination_repr_has_no_subject_ref() -> None:
+def test_destination_repr_has_no_subject_key() -> None:
     a = assignment("1480", subject="199001011234")
     r = go(reading(1), [a])
     assert "199001011234" not in repr(r)

@@ -84,6 +84,6 @@ async def test_schema_refuses_impossible_registry_rows(store: Store) -> None:
             "INSERT INTO device (id, device_type, state) VALUES ('ok-id', 'scale', 'lost')")
     with pytest.raises(asyncpg.CheckViolationError):
         await store.pool.execute(
-            "INSERT INTO assignment (id, device_id, huvudman, subject_ref, legal_basis, kinds,"
+            "INSERT INTO assignment (id, device_id, huvudman, subject_key, legal_basis, kinds,"
             " valid_from, valid_to) VALUES ($1, 'x', '14', 's', 'HSL', '{weight}', now(),"
             " now() - interval '1 day')", uuid.uuid4())

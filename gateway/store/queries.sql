@@ -65,8 +65,8 @@ SELECT huvudman, public_pem FROM huvudman_key WHERE retired_at IS NULL;
 SELECT id, device_type, credential_sha256, state, heartbeat_interval, hub_id FROM device;
 
 -- name: load_assignments
-SELECT id, device_id, huvudman, subject_ref, legal_basis, kinds, valid_from, valid_to,
-       alarm_route, position_consent
+SELECT id, device_id, huvudman, subject_key, subject_sealed, legal_basis, kinds, valid_from,
+       valid_to, alarm_route, position_consent
 FROM assignment;
 
 -- name: upsert_huvudman
@@ -105,11 +105,16 @@ SELECT d.id, d.device_type, d.model, d.state, d.credential_sha256 IS NOT NULL AS
 FROM device d ORDER BY d.id;
 
 -- name: insert_assignment
-INSERT INTO assignment (id, device_id, huvudman, subject_ref, legal_basis, kinds, valid_from,
-                        valid_to, alarm_route, position_consent)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+-- $4 is the subject's keyed pseudonym and $11 the reference sealed to the huvudman; the
+-- reference itself is never stored (gateway/subjects.py).
+INSERT INTO assignment (id, device_id, huvudman, subject_key, legal_basis, kinds, valid_from,
+                        valid_to, alarm_route, position_consent, subject_sealed)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
+
+-- name: active_public_pem
+SELECT public_pem FROM huvudman_key WHERE huvudman = $1 AND retired_at IS NULL;
 
 -- name: end_assignment
 UPDATE assignment SET valid_to = $2
@@ -197,8 +202,9 @@ SELECT count(*) FROM event_copy WHERE key_id = ANY($1::bytea[]);
 DELETE FROM data_key WHERE key_id = ANY($1::bytea[]);
 
 -- name: forget_subject_refs
-UPDATE assignment SET subject_ref = 'erased:' || $3
-WHERE huvudman = $1 AND subject_ref = $2
+-- The sealed reference goes; the pseudonym stays so the assignment's history still holds.
+UPDATE assignment SET subject_sealed = NULL
+WHERE huvudman = $1 AND subject_key = $2 AND subject_sealed IS NOT NULL
 RETURNING id;
 
 -- name: old_partitions
