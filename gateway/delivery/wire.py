@@ -1,0 +1,133 @@
+"""The webhook wire format between the gateway and a huvudman's node (docs/delivery.md).
+
+One item per NDJSON line; the batch is signed with HMAC-SHA256 over `timestamp "." body` with
+the secret shared with that huvudman. Both sides use this module, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import msgspec
+
+from gateway.crypto import KeySuite, WrappedKey
+
+VERSION = 1
+CONTENT_TYPE = "application/x-ndjson"
+SIGNATURE_HEADER = "X-Gateway-Signature"
+TIMESTAMP_HEADER = "X-Gateway-Timestamp"
+MAX_CLOCK_SKEW_S = 300
+
+
+class WireKey(msgspec.Struct, frozen=True):
+    key_id: str
+    subject_pseudonym: str
+    epoch: int
+    recipient_key_id: str
+    suite: str
+    wrapped: str
+
+
+class Item(msgspec.Struct, frozen=True):
+    """One sealed copy on its way to its owner. Nothing in clear but ids, kind and times."""
+
+    event_id: uuid.UUID
+    huvudman: str | None
+    kind: str
+    event_type: str
+    measured_at: datetime
+    lane: str
+    envelope: str  # base64
+    data_key: WireKey
+    receiver: str | None = None
+    v: int = VERSION
+
+    @property
+    def envelope_bytes(self) -> bytes:
+        return base64.b64decode(self.envelope)
+
+    @property
+    def wrapped_key(self) -> WrappedKey:
+        k = self.data_key
+        return WrappedKey(key_id=bytes.fromhex(k.key_id), huvudman=self.huvudman or "",
+                          subject_pseudonym=bytes.fromhex(k.subject_pseudonym), epoch=k.epoch,
+                          recipient_key_id=bytes.fromhex(k.recipient_key_id),
+                          suite=KeySuite(k.suite), wrapped=base64.b64decode(k.wrapped))
+
+
+def item(*, event_id: uuid.UUID, huvudman: str | None, kind: str, event_type: str,
+         measured_at: datetime, lane: str, envelope: bytes, data_key: WrappedKey,
+         receiver: str | None = None) -> Item:
+    return Item(
+        event_id=event_id, huvudman=huvudman, kind=kind, event_type=event_type,
+        measured_at=measured_at, lane=lane, envelope=base64.b64encode(envelope).decode(),
+        receiver=receiver,
+        data_key=WireKey(key_id=data_key.key_id.hex(),
+                         subject_pseudonym=data_key.subject_pseudonym.hex(),
+                         epoch=data_key.epoch, recipient_key_id=data_key.recipient_key_id.hex(),
+                         suite=data_key.suite.value,
+                         wrapped=base64.b64encode(data_key.wrapped).decode()))
+
+
+_encoder = msgspec.json.Encoder()
+_item_decoder = msgspec.json.Decoder(Item)
+
+
+def encode_batch(items: Iterable[Item]) -> bytes:
+    return b"".join(_encoder.encode(i) + b"\n" for i in items)
+
+
+def decode_batch(body: bytes) -> list[Item | msgspec.DecodeError]:
+    """Each line decoded on its own: a bad line is reported, the others still count."""
+    out: list[Item | msgspec.DecodeError] = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(_item_decoder.decode(line))
+        except (msgspec.DecodeError, UnicodeDecodeError) as err:
+            out.append(err if isinstance(err, msgspec.DecodeError)
+                       else msgspec.DecodeError("invalid UTF-8"))
+    return out
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return f"v1={mac.hexdigest()}"
+
+
+def verify(secret: bytes, timestamp: str | None, signature: str | None, body: bytes,
+           now: float) -> str | None:
+    """None if the batch is authentic and fresh, else the reason it is not."""
+    if not timestamp or not signature:
+        return "missing signature or timestamp"
+    if not timestamp.isascii() or not timestamp.isdigit():
+        return "malformed timestamp"
+    if abs(now - int(timestamp)) > MAX_CLOCK_SKEW_S:
+        return "timestamp too far from now"
+    if not hmac.compare_digest(sign(secret, int(timestamp), body), signature):
+        return "signature does not match"
+    return None
+
+
+class ItemStatus(msgspec.Struct, frozen=True, omit_defaults=True):
+    event_id: str
+    status: str  # stored | duplicate | rejected
+    reason: str | None = None
+
+
+class Answer(msgspec.Struct, frozen=True):
+    results: list[ItemStatus]
+
+
+def encode_answer(results: Sequence[ItemStatus]) -> bytes:
+    return _encoder.encode(Answer(list(results)))
+
+
+def decode_answer(body: bytes) -> Answer:
+    return msgspec.json.decode(body, type=Answer)
