@@ -67,11 +67,11 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 def start_postgres(data_dir: Path) -> Service:
+    # pgserver asks platformdirs for a runtime dir it does not use; the warning is noise.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     import pgserver  # imported here: it is heavy, and only the embedded path needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    # pgserver asks platformdirs for a runtime dir it does not use; the warning is noise.
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     server = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
     return Service(server.get_uri(), server.cleanup, "pgserver")
 
