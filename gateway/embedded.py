@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -91,9 +92,13 @@ def start_mosquitto(data_dir: Path, port: int | None = None) -> Service:
     data_dir.mkdir(parents=True, exist_ok=True)
     durability = (CONFIG_DIR / "mosquitto" / "include" / "durability.conf").read_text()
     conf = data_dir / "mosquitto.conf"
+    # Started as root, Mosquitto drops to its own user, which cannot write to a private
+    # temporary folder: persistence would then fail silently and a restart lose every session.
+    # This broker is a test and benchmark fixture on loopback, so it stays the caller's user.
+    user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
         f"{durability}\n"
-        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n{user}"
         f"persistence_location {data_dir}/\n"
         f"log_dest file {data_dir}/mosquitto.log\n")
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,  # noqa: S603
