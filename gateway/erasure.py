@@ -1,9 +1,11 @@
-"""Crypto-shredding: make data unreadable everywhere by destroying the keys that open it.
+"""Crypto-shredding: make data unreadable by destroying the keys that open it.
 
 Every sealed copy is encrypted under a data key per (huvudman, subject, epoch), stored only
-wrapped. Deleting those wrapped keys makes the copies unreadable here, in backups and anywhere a
-copy went that did not keep its own unwrapped key. Each operation has a dry run that says what
-would become unreadable, and each real run is recorded in the audit log in the same transaction.
+wrapped. Deleting those wrapped keys makes the copies unreadable in the database and wherever a
+copy went without its own unwrapped key. Backups taken earlier still hold the wrapped keys, so a
+restore must replay the erasures the audit log records since (docs/operations.md). Each
+operation has a dry run that says what would become unreadable, and each real run is recorded in
+the audit log in the same transaction.
 
 Ingest processes cache data keys; a NOTIFY on `keys_erased` makes them drop their caches so
 nothing new is sealed under a destroyed key.
