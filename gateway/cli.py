@@ -82,12 +82,18 @@ def migrate_cmd() -> None:
 @app.command()
 def serve() -> None:
     """Run ingest (MQTT and HTTP) against DATABASE_URL and MQTT_URL."""
+    from gateway.delivery.sinks import SinkConfigError
+    from gateway.keyring import KeyringError
     from gateway.runtime import serve as run_serve
 
     settings = Settings()
     logs.configure(settings.log_format)
     _dsn()
-    asyncio.run(run_serve(settings))
+    try:
+        asyncio.run(run_serve(settings))
+    except (KeyringError, SinkConfigError) as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -373,3 +379,7 @@ def audit_list(last: Annotated[int, typer.Option(help="How many entries")] = 20)
 from gateway import cli_lifecycle  # noqa: E402
 
 cli_lifecycle.install(app, device_app)
+
+from gateway import cli_delivery  # noqa: E402
+
+cli_delivery.install(app)

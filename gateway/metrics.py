@@ -25,3 +25,23 @@ COMMIT_FAILURES = Counter("gateway_batch_commit_failures_total",
                           "Batch commits that failed and were retried")
 PENDING = Gauge("gateway_pipeline_pending_events", "Events received and not yet committed")
 MQTT_CONNECTED = Gauge("gateway_mqtt_connected", "1 while the ingest MQTT session is up")
+
+# Delivery (gateway/delivery/). `sink` is a configured sink's name (one per huvudman at most):
+# bounded by configuration, never an event or device id.
+DELIVERED = Counter("gateway_delivery_delivered_total",
+                    "Deliveries the receiver stored (or already had)", ["sink", "lane"])
+RETRIED = Counter("gateway_delivery_retried_total",
+                  "Deliveries scheduled for another attempt", ["sink", "lane"])
+DEAD_LETTERED = Counter("gateway_delivery_dead_lettered_total",
+                        "Deliveries moved to the dead-letter queue", ["sink", "lane"])
+NO_SINK = Counter("gateway_delivery_no_sink_total",
+                  "Claims of deliveries whose destination has no sink (left pending)", ["lane"])
+DELIVERY_REQUESTS = Counter("gateway_delivery_requests_total",
+                            "Requests to sinks, by result (ok, failed)", ["sink", "result"])
+BREAKER_OPEN = Gauge("gateway_delivery_breaker_open", "1 while a sink's circuit is open",
+                     ["sink"])
+DELIVERY_PENDING = Gauge("gateway_delivery_pending", "Deliveries pending, by lane", ["lane"])
+DELIVERY_SECONDS = Histogram("gateway_delivery_latency_seconds",
+                             "From the event's commit to its delivery being done", ["lane"],
+                             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                                      60, 300, 3600))

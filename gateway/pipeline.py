@@ -70,8 +70,11 @@ class _Lane:
 
 class Pipeline:
     def __init__(self, store: Store, preparer: Preparer, *,
-                 max_events: int = 2000, max_wait_s: float = 0.005) -> None:
+                 max_events: int = 2000, max_wait_s: float = 0.005,
+                 on_committed: Callable[[str], None] | None = None) -> None:
         self._store = store
+        # Called with the lane's name after a batch holding new events commits (delivery wakes).
+        self._on_committed = on_committed
         self._preparer = preparer
         self._bulk = _Lane("bulk", max_events, max_wait_s)
         self._alarm = _Lane("alarm", max_events, 0.0)
@@ -159,6 +162,8 @@ class Pipeline:
         rows = self._preparer.prepare(list(unique.values()))
         result = await self._write_until_committed(lane, rows)
         self._preparer.confirm(rows)
+        if result and self._on_committed is not None:
+            self._on_committed(lane.name)
         metrics.BATCH_SIZE.observe(len(unique))
         metrics.PENDING.dec(sum(len(s.events) for s in batch))
         claimed: set[uuid.UUID] = set()

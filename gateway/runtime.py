@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 import uvicorn
 
 from gateway import erasure
+from gateway.delivery.dispatcher import Dispatcher
+from gateway.delivery.sinks import build_sinks
 from gateway.keyring import build_sealing
 from gateway.logs import get as get_logger
 from gateway.pipeline import Pipeline
@@ -42,6 +44,7 @@ class Runtime:
     pipeline: Pipeline | None = None
     mqtt: MqttIngest | None = None
     sip: SipListener | None = None
+    dispatcher: Dispatcher | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def ready(self) -> dict[str, bool]:
@@ -65,6 +68,7 @@ async def serve(settings: Settings, *, install_signals: bool = True,
     store = await Store.connect(settings.database_url, max_size=6,
                                 application_name="gateway-ingest")
     rt = Runtime(settings, store, stop_event=stop_event or asyncio.Event())
+    delivery_store: Store | None = None
     loop = asyncio.get_running_loop()
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,9 +82,20 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             await rt.registry.reload(store)
             sealing.replace_public_keys(rt.registry.snapshot.public_keys)
 
+        if settings.delivery_enabled:  # its own connections: never queued behind ingest's
+            sinks = build_sinks(settings.sinks_file)
+            delivery_store = await Store.connect(settings.database_url, max_size=4,
+                                                 application_name="gateway-delivery")
+            rt.dispatcher = Dispatcher(
+                delivery_store, sinks, max_attempts=settings.delivery_max_attempts,
+                backoff_base_s=settings.delivery_backoff_base_s,
+                breaker_open_s=settings.delivery_breaker_open_s)
         rt.pipeline = Pipeline(store, sealing, max_events=settings.batch_max_events,
-                               max_wait_s=settings.batch_max_wait_s)
+                               max_wait_s=settings.batch_max_wait_s,
+                               on_committed=rt.dispatcher.wake if rt.dispatcher else None)
         pipeline_task = asyncio.create_task(rt.pipeline.run(), name="pipeline")
+        if rt.dispatcher is not None:
+            rt.dispatcher.start()
         listen_stop = asyncio.Event()
         listener = asyncio.create_task(
             store.listen("registry_changed", registry_changed, listen_stop),
@@ -119,6 +134,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         await pipeline_task  # everything received is committed and acknowledged
         if rt.mqtt is not None:
             await asyncio.to_thread(rt.mqtt.stop)
+        if rt.dispatcher is not None:
+            await rt.dispatcher.stop()
         listen_stop.set()
         maintenance.cancel()
         await asyncio.gather(listener, erasure_listener, return_exceptions=True)
@@ -126,6 +143,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             await maintenance
         log.info("ingest_stopped")
     finally:
+        if delivery_store is not None:
+            await delivery_store.close()
         await store.close()
 
 

@@ -74,3 +74,13 @@ class Settings:
     # The heartbeat interval (`hbi`, minutes) offered to units that let the ARC set it.
     scaip_heartbeat_interval_min: int = field(
         default_factory=lambda: _int("SCAIP_HEARTBEAT_INTERVAL_MIN", 10))
+    # Delivery (docs/delivery.md): DELIVERY=off disables the dispatcher in this instance.
+    delivery_enabled: bool = field(default_factory=lambda: os.environ.get(
+        "DELIVERY", "on").strip().lower() not in ("off", "0", "false", "no"))
+    sinks_file: Path = field(default_factory=lambda: Path(os.environ.get(
+        "SINKS_FILE", "config/sinks.toml")))
+    delivery_max_attempts: int = field(default_factory=lambda: _int("DELIVERY_MAX_ATTEMPTS", 20))
+    delivery_backoff_base_s: float = field(
+        default_factory=lambda: _float("DELIVERY_BACKOFF_BASE_S", 1.0))
+    delivery_breaker_open_s: float = field(
+        default_factory=lambda: _float("DELIVERY_BREAKER_OPEN_S", 30.0))

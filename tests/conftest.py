@@ -25,7 +25,15 @@ from gateway.sealing import Sealing
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
-from tests.support import FakeDevice, Keys, MqttProbe, RunningGateway, register_device
+from simulator.receivers import RecordingReceiver
+from tests.support import (
+    FakeDevice,
+    Keys,
+    MqttProbe,
+    RunningGateway,
+    register_device,
+    write_sinks,
+)
 
 LOCAL_PG = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,8 +147,18 @@ def sealing(keys: Keys) -> Sealing:
 
 
 @pytest.fixture(scope="session")
-async def gateway(database_url: str, broker: embedded.Service, store: Store,
-                  keys: Keys) -> AsyncIterator[RunningGateway]:
+async def receiver() -> AsyncIterator[RecordingReceiver]:
+    """The recording webhook receiver the test gateway delivers to (tests/test_delivery.py)."""
+    recording = RecordingReceiver()
+    await recording.start()
+    yield recording
+    await recording.stop()
+
+
+@pytest.fixture(scope="session")
+async def gateway(database_url: str, broker: embedded.Service, store: Store, keys: Keys,
+                  receiver: RecordingReceiver,
+                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningGateway]:
     """Ingest running in the test's event loop, against the real database and broker."""
     from gateway.runtime import Runtime, serve
 
@@ -149,7 +167,9 @@ async def gateway(database_url: str, broker: embedded.Service, store: Store,
         Settings(), database_url=database_url, mqtt_url=broker.url, http_port=port,
         mqtt_client_id=f"gw-test-{uuid.uuid4().hex[:8]}", http_max_body_bytes=65536,
         pseudonym_secret_file=keys.pseudonym_secret,
-        quarantine_public_key_file=keys.quarantine_public, sip_port=embedded.free_port())
+        quarantine_public_key_file=keys.quarantine_public, sip_port=embedded.free_port(),
+        sinks_file=write_sinks(receiver, tmp_path_factory.mktemp("sinks")),
+        delivery_backoff_base_s=0.05, delivery_breaker_open_s=1.0)
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, install_signals=False, started=started,

@@ -165,3 +165,23 @@ async def open_copies(store: Store, keys: Keys, event_id: uuid.UUID) -> dict[str
                             wrapped_key=wrapped)
         opened[r["recipient"]] = msgspec.json.decode(plain, type=CopyPlaintext)
     return opened
+
+
+# Huvudmän whose deliveries tests/test_delivery.py watches: each test has its own, and only
+# these have a sink, so other tests' deliveries stay pending as before.
+DELIVERY_TEST_HUVUDMAN = ("1440", "1441", "1442", "1443", "1444", "1445")
+
+
+def write_sinks(receiver: Any, folder: Path) -> Path:
+    """config/sinks.toml for the test gateway: one webhook per test huvudman, pointing at
+    `receiver` (simulator.receivers.RecordingReceiver), each with its own secret file."""
+    lines = []
+    for code in DELIVERY_TEST_HUVUDMAN:
+        secret = f"test-secret-{code}-{uuid.uuid4().hex}"
+        (folder / f"{code}.secret").write_text(secret)
+        receiver.endpoint(code, secret.encode())
+        lines.append(f'[[webhook]]\nhuvudman = "{code}"\nurl = "{receiver.url(code)}"\n'
+                     f'secret_file = "{code}.secret"\nbatch_max = 50\ntimeout_s = 1.0\n')
+    path = folder / "sinks.toml"
+    path.write_text("\n".join(lines))
+    return path

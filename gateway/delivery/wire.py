@@ -25,6 +25,7 @@ MAX_CLOCK_SKEW_S = 300
 
 
 class WireKey(msgspec.Struct, frozen=True):
+    owner: str  # whose key wraps it: the huvudman, or hmc-quarantine for a fallback alarm
     key_id: str
     subject_pseudonym: str
     epoch: int
@@ -54,7 +55,7 @@ class Item(msgspec.Struct, frozen=True):
     @property
     def wrapped_key(self) -> WrappedKey:
         k = self.data_key
-        return WrappedKey(key_id=bytes.fromhex(k.key_id), huvudman=self.huvudman or "",
+        return WrappedKey(key_id=bytes.fromhex(k.key_id), huvudman=k.owner,
                           subject_pseudonym=bytes.fromhex(k.subject_pseudonym), epoch=k.epoch,
                           recipient_key_id=bytes.fromhex(k.recipient_key_id),
                           suite=KeySuite(k.suite), wrapped=base64.b64decode(k.wrapped))
@@ -67,7 +68,7 @@ def item(*, event_id: uuid.UUID, huvudman: str | None, kind: str, event_type: st
         event_id=event_id, huvudman=huvudman, kind=kind, event_type=event_type,
         measured_at=measured_at, lane=lane, envelope=base64.b64encode(envelope).decode(),
         receiver=receiver,
-        data_key=WireKey(key_id=data_key.key_id.hex(),
+        data_key=WireKey(owner=data_key.huvudman, key_id=data_key.key_id.hex(),
                          subject_pseudonym=data_key.subject_pseudonym.hex(),
                          epoch=data_key.epoch, recipient_key_id=data_key.recipient_key_id.hex(),
                          suite=data_key.suite.value,
