@@ -383,3 +383,7 @@ cli_lifecycle.install(app, device_app)
 from gateway import cli_delivery  # noqa: E402
 
 cli_delivery.install(app)
+
+from gateway.node import cli as node_cli  # noqa: E402
+
+node_cli.install(app)

@@ -27,9 +27,11 @@ from gateway.store.connector import Store
 from gateway.store.migrate import migrate
 from simulator.receivers import RecordingReceiver
 from tests.support import (
+    NODE_TEST_HUVUDMAN,
     FakeDevice,
     Keys,
     MqttProbe,
+    NodeEndpoint,
     RunningGateway,
     register_device,
     write_sinks,
@@ -156,8 +158,16 @@ async def receiver() -> AsyncIterator[RecordingReceiver]:
 
 
 @pytest.fixture(scope="session")
+def node_endpoint(tmp_path_factory: pytest.TempPathFactory) -> NodeEndpoint:
+    """The sink of NODE_TEST_HUVUDMAN: a huvudman node tests/test_node.py starts on this port."""
+    secret = tmp_path_factory.mktemp("node") / "webhook.secret"
+    secret.write_text(f"test-node-secret-{uuid.uuid4().hex}")
+    return NodeEndpoint(NODE_TEST_HUVUDMAN, embedded.free_port(), secret)
+
+
+@pytest.fixture(scope="session")
 async def gateway(database_url: str, broker: embedded.Service, store: Store, keys: Keys,
-                  receiver: RecordingReceiver,
+                  receiver: RecordingReceiver, node_endpoint: NodeEndpoint,
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningGateway]:
     """Ingest running in the test's event loop, against the real database and broker."""
     from gateway.runtime import Runtime, serve
@@ -168,7 +178,7 @@ async def gateway(database_url: str, broker: embedded.Service, store: Store, key
         mqtt_client_id=f"gw-test-{uuid.uuid4().hex[:8]}", http_max_body_bytes=65536,
         pseudonym_secret_file=keys.pseudonym_secret,
         quarantine_public_key_file=keys.quarantine_public, sip_port=embedded.free_port(),
-        sinks_file=write_sinks(receiver, tmp_path_factory.mktemp("sinks")),
+        sinks_file=write_sinks(receiver, tmp_path_factory.mktemp("sinks"), node_endpoint),
         delivery_backoff_base_s=0.05, delivery_breaker_open_s=1.0)
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()

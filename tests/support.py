@@ -172,10 +172,32 @@ async def open_copies(store: Store, keys: Keys, event_id: uuid.UUID) -> dict[str
 DELIVERY_TEST_HUVUDMAN = ("1440", "1441", "1442", "1443", "1444", "1445")
 
 
-def write_sinks(receiver: Any, folder: Path) -> Path:
+# The huvudman tests/test_node.py runs a real node for (gateway/node/): no other test uses it.
+NODE_TEST_HUVUDMAN = "1446"
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeEndpoint:
+    """Where the test gateway delivers NODE_TEST_HUVUDMAN's items: a port reserved before the
+    gateway starts, on which tests/test_node.py starts the node, and the shared secret."""
+
+    huvudman: str
+    port: int
+    secret_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/deliveries"
+
+
+def write_sinks(receiver: Any, folder: Path, node: NodeEndpoint | None = None) -> Path:
     """config/sinks.toml for the test gateway: one webhook per test huvudman, pointing at
-    `receiver` (simulator.receivers.RecordingReceiver), each with its own secret file."""
+    `receiver` (simulator.receivers.RecordingReceiver), each with its own secret file; and one
+    for `node`'s huvudman, pointing at the node."""
     lines = []
+    if node is not None:
+        lines.append(f'[[webhook]]\nhuvudman = "{node.huvudman}"\nurl = "{node.url}"\n'
+                     f'secret_file = "{node.secret_file}"\nbatch_max = 50\ntimeout_s = 2.0\n')
     for code in DELIVERY_TEST_HUVUDMAN:
         secret = f"test-secret-{code}-{uuid.uuid4().hex}"
         (folder / f"{code}.secret").write_text(secret)

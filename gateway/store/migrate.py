@@ -7,15 +7,17 @@ and a checksum per applied file catches a migration edited after it shipped.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
 _LOCK_KEY = 0x76677267  # "vgrg": any constant unique to this application
 
 _BOOTSTRAP = """
-CREATE TABLE IF NOT EXISTS schema_migration (
+CREATE TABLE IF NOT EXISTS {table} (
     version     integer PRIMARY KEY,
     name        text NOT NULL,
     sha256      text NOT NULL,
@@ -39,8 +41,9 @@ class MigrationError(RuntimeError):
     pass
 
 
-def available() -> list[Migration]:
-    folder = resources.files("gateway.store").joinpath("migrations")
+def available(folder: Traversable | None = None) -> list[Migration]:
+    if folder is None:
+        folder = resources.files("gateway.store").joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):
@@ -51,17 +54,21 @@ def available() -> list[Migration]:
     return found
 
 
-async def migrate(dsn: str) -> list[str]:
-    """Bring the database to the newest schema; returns the names of migrations applied now."""
+async def migrate(dsn: str, *, folder: Traversable | None = None,
+                  table: str = "schema_migration") -> list[str]:
+    """Bring the database to the newest schema; returns the names of migrations applied now.
+    `folder` and `table` serve another set of migrations (the huvudman node's)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_.]*", table):
+        raise ValueError(f"not a table name: {table!r}")
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         try:
-            await conn.execute(_BOOTSTRAP)
+            await conn.execute(_BOOTSTRAP.format(table=table))
             applied = {r["version"]: r["sha256"]
-                       for r in await conn.fetch("SELECT version, sha256 FROM schema_migration")}
+                       for r in await conn.fetch(f"SELECT version, sha256 FROM {table}")}  # noqa: S608
             done = []
-            for m in available():
+            for m in (available() if folder is None else available(folder)):
                 if m.version in applied:
                     if applied[m.version] != m.sha256:
                         raise MigrationError(
@@ -71,7 +78,7 @@ async def migrate(dsn: str) -> list[str]:
                 async with conn.transaction():
                     await conn.execute(m.sql)
                     await conn.execute(
-                        "INSERT INTO schema_migration (version, name, sha256) VALUES ($1,$2,$3)",
+                        f"INSERT INTO {table} (version, name, sha256) VALUES ($1,$2,$3)",  # noqa: S608
                         m.version, m.name, m.sha256)
                 done.append(f"{m.version:04d}_{m.name}")
             return done

@@ -1,0 +1,9 @@
+"""The huvudman node (ARCHITECTURE.md, Roles): receives one huvudman's deliveries, opens them
+with that huvudman's private key(s) and keeps the huvudman's copy (docs/delivery.md).
+
+- `storage`: its own migrations (`migrate_node`) and named queries, in schema `huvudman_node`.
+- `opening`: one wire item to an opened copy, or the reason it is refused.
+- `app`: the FastAPI app (`POST /v1/deliveries`, health, readiness, metrics).
+- `server`: configuration from files, and running the app under uvicorn.
+- `metrics`: the node's Prometheus metrics.
+"""

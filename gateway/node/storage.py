@@ -1,0 +1,67 @@
+"""The node's own storage: its migrations (gateway/node/migrations, tracked in
+`node_schema_migration`) and its named queries (gateway/node/queries.sql), in the PostgreSQL
+schema `huvudman_node` of NODE_DATABASE_URL. One batch is one statement, so one transaction."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from importlib import resources
+
+import asyncpg
+
+from gateway.node.opening import Opened
+from gateway.store.migrate import migrate
+
+MIGRATION_TABLE = "node_schema_migration"
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files("gateway.node").joinpath("queries.sql").read_text("utf-8")
+    parts = _NAME.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+QUERIES = _load_queries()
+
+
+async def migrate_node(dsn: str) -> list[str]:
+    """Bring the node's schema to the newest version; the names of migrations applied now."""
+    folder = resources.files("gateway.node").joinpath("migrations")
+    return await migrate(dsn, folder=folder, table=MIGRATION_TABLE)
+
+
+class NodeStore:
+    def __init__(self, pool: asyncpg.Pool, huvudman: str) -> None:
+        self.pool = pool
+        self.huvudman = huvudman
+
+    @classmethod
+    async def connect(cls, dsn: str, huvudman: str, *, max_size: int = 4) -> NodeStore:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, command_timeout=30,
+            server_settings={"application_name": f"gateway-node-{huvudman}"})
+        return cls(pool, huvudman)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def store(self, copies: Sequence[Opened]) -> frozenset[uuid.UUID]:
+        """Store the opened copies of one batch at once; returns the ids that are new."""
+        if not copies:
+            return frozenset()
+        rows = await self.pool.fetch(
+            QUERIES["store_copies"], self.huvudman,
+            [c.event_id for c in copies], [c.measured_at for c in copies],
+            [c.kind for c in copies], [c.event_type for c in copies],
+            [c.lane for c in copies], [c.content for c in copies],
+            [c.subjects for c in copies], [c.routed_at for c in copies])
+        return frozenset(r["event_id"] for r in rows)
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.pool.fetchval(QUERIES["ping"]) == 1)
+        except (OSError, asyncpg.PostgresError):
+            return False
