@@ -45,3 +45,11 @@ DELIVERY_SECONDS = Histogram("gateway_delivery_latency_seconds",
                              "From the event's commit to its delivery being done", ["lane"],
                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                                       60, 300, 3600))
+
+# Device supervision (gateway/supervision.py). `type` is an AlarmType value: a fixed set.
+SUPERVISED_DEVICES = Gauge("gateway_supervision_devices",
+                           "Assigned devices with an expected heartbeat interval")
+SILENT_DEVICES = Gauge("gateway_supervision_silent_devices",
+                       "Supervised devices past their interval and grace")
+TECHNICAL_ALARMS = Counter("gateway_supervision_technical_alarms_total",
+                           "Technical alarms raised by the gateway (new, not resends)", ["type"])

@@ -71,14 +71,19 @@ class _Lane:
 class Pipeline:
     def __init__(self, store: Store, preparer: Preparer, *,
                  max_events: int = 2000, max_wait_s: float = 0.005,
-                 on_committed: Callable[[str], None] | None = None) -> None:
+                 on_committed: Callable[[str], None] | None = None,
+                 on_batch: Callable[[Sequence[Event]], None] | None = None) -> None:
         self._store = store
         # Called with the lane's name after a batch holding new events commits (delivery wakes).
         self._on_committed = on_committed
+        # Called with every event of a committed batch, resends included (supervision: who
+        # was heard). Runs on the commit loop: it must be quick and must not raise.
+        self._on_batch = on_batch
         self._preparer = preparer
         self._bulk = _Lane("bulk", max_events, max_wait_s)
         self._alarm = _Lane("alarm", max_events, 0.0)
         self._stopping = False
+        self._bulk_done = False
         self.last_commit = time.monotonic()
         self.stalled_since: float | None = None
         self.commits = 0
@@ -112,8 +117,22 @@ class Pipeline:
     # --- the commit loops ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run both lanes until `stop()`; what was received before stop is still committed."""
-        await asyncio.gather(self._run_lane(self._bulk), self._run_lane(self._alarm))
+        """Run both lanes until `stop()`; what was received before stop is still committed.
+
+        The alarm lane stops last: committing the final bulk batches can still raise alarms
+        (supervision), and those must be committed too."""
+        self._bulk_done = False
+        try:
+            await asyncio.gather(self._run_bulk_then_release(), self._run_lane(self._alarm))
+        finally:
+            self._bulk_done = True
+
+    async def _run_bulk_then_release(self) -> None:
+        try:
+            await self._run_lane(self._bulk)
+        finally:
+            self._bulk_done = True
+            self._alarm.wakeup.set()
 
     def stop(self) -> None:
         self._stopping = True
@@ -123,7 +142,7 @@ class Pipeline:
     async def _run_lane(self, lane: _Lane) -> None:
         while True:
             if not lane.queue:
-                if self._stopping:
+                if self._stopping and (lane is self._bulk or self._bulk_done):
                     return
                 lane.wakeup.clear()
                 await lane.wakeup.wait()
@@ -164,6 +183,11 @@ class Pipeline:
         self._preparer.confirm(rows)
         if result and self._on_committed is not None:
             self._on_committed(lane.name)
+        if unique and self._on_batch is not None:
+            try:
+                self._on_batch(list(unique.values()))
+            except Exception:  # supervision must never stop the commit loop
+                log.exception("on_batch_failed", lane=lane.name)
         metrics.BATCH_SIZE.observe(len(unique))
         metrics.PENDING.dec(sum(len(s.events) for s in batch))
         claimed: set[uuid.UUID] = set()

@@ -26,6 +26,7 @@ from gateway.pipeline import Pipeline
 from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.store.connector import Store
+from gateway.supervision import Supervisor
 from gateway.transports.http_api import create_app
 from gateway.transports.mqtt_ingest import MqttIngest
 from gateway.transports.sip_listener import SipListener
@@ -45,6 +46,7 @@ class Runtime:
     mqtt: MqttIngest | None = None
     sip: SipListener | None = None
     dispatcher: Dispatcher | None = None
+    supervisor: Supervisor | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def ready(self) -> dict[str, bool]:
@@ -90,9 +92,15 @@ async def serve(settings: Settings, *, install_signals: bool = True,
                 delivery_store, sinks, max_attempts=settings.delivery_max_attempts,
                 backoff_base_s=settings.delivery_backoff_base_s,
                 breaker_open_s=settings.delivery_breaker_open_s)
+        if settings.supervision_enabled:  # docs/supervision.md
+            rt.supervisor = Supervisor(store, rt.registry, settings)
+            await rt.supervisor.load()
         rt.pipeline = Pipeline(store, sealing, max_events=settings.batch_max_events,
                                max_wait_s=settings.batch_max_wait_s,
-                               on_committed=rt.dispatcher.wake if rt.dispatcher else None)
+                               on_committed=rt.dispatcher.wake if rt.dispatcher else None,
+                               on_batch=rt.supervisor.observe if rt.supervisor else None)
+        if rt.supervisor is not None:
+            rt.supervisor.attach(rt.pipeline)
         pipeline_task = asyncio.create_task(rt.pipeline.run(), name="pipeline")
         if rt.dispatcher is not None:
             rt.dispatcher.start()
@@ -108,11 +116,15 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             store.listen("keys_erased", keys_erased, listen_stop, safety_interval=None),
             name="erasure-listener")
         maintenance = asyncio.create_task(_maintain(store), name="maintenance")
+        supervision = asyncio.create_task(rt.supervisor.run(), name="supervision") \
+            if rt.supervisor is not None else None
         if settings.mqtt_url:
             rt.mqtt = MqttIngest(settings, rt.registry, rt.pipeline, loop)
             rt.mqtt.start()
         if settings.sip_port:
             rt.sip = SipListener(settings, rt.registry, rt.pipeline)
+            if rt.supervisor is not None:
+                rt.sip.on_hbi_granted = rt.supervisor.heartbeat_granted
             await rt.sip.start()
         app = create_app(settings, rt.registry, rt.pipeline, rt)
         server = _Server(uvicorn.Config(
@@ -130,8 +142,15 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         await http_task
         if rt.sip is not None:
             await rt.sip.stop()  # answers what it received: the pipeline still commits
+        if supervision is not None:  # before the pipeline stops: its alarms are committed
+            supervision.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervision
         rt.pipeline.stop()
         await pipeline_task  # everything received is committed and acknowledged
+        if rt.supervisor is not None:
+            with contextlib.suppress(Exception):  # logged; the next start re-learns last-seen
+                await rt.supervisor.flush()
         if rt.mqtt is not None:
             await asyncio.to_thread(rt.mqtt.stop)
         if rt.dispatcher is not None:

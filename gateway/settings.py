@@ -84,3 +84,19 @@ class Settings:
         default_factory=lambda: _float("DELIVERY_BACKOFF_BASE_S", 1.0))
     delivery_breaker_open_s: float = field(
         default_factory=lambda: _float("DELIVERY_BREAKER_OPEN_S", 30.0))
+    # Device supervision (docs/supervision.md): SUPERVISION=off disables it in this instance.
+    supervision_enabled: bool = field(default_factory=lambda: os.environ.get(
+        "SUPERVISION", "on").strip().lower() not in ("off", "0", "false", "no"))
+    supervision_check_s: float = field(
+        default_factory=lambda: _float("SUPERVISION_CHECK_S", 30.0))
+    supervision_grace_s: float = field(
+        default_factory=lambda: _float("SUPERVISION_GRACE_S", 60.0))
+    supervision_flush_s: float = field(
+        default_factory=lambda: _float("SUPERVISION_FLUSH_S", 5.0))
+    supervision_battery_low_pct: float = field(
+        default_factory=lambda: _float("SUPERVISION_BATTERY_LOW_PCT", 15.0))
+    # Expected heartbeat interval (minutes) per device type; types not listed are unsupervised
+    # unless the device has its own `heartbeat_interval` (gateway.supervision.parse_intervals).
+    supervision_intervals_min: str = field(default_factory=lambda: os.environ.get(
+        "SUPERVISION_INTERVALS_MIN",
+        "gps_alarm=15,night_sensor=15,medicine_robot=60,pill_dispenser=60"))

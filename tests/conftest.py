@@ -179,7 +179,10 @@ async def gateway(database_url: str, broker: embedded.Service, store: Store, key
         pseudonym_secret_file=keys.pseudonym_secret,
         quarantine_public_key_file=keys.quarantine_public, sip_port=embedded.free_port(),
         sinks_file=write_sinks(receiver, tmp_path_factory.mktemp("sinks"), node_endpoint),
-        delivery_backoff_base_s=0.05, delivery_breaker_open_s=1.0)
+        delivery_backoff_base_s=0.05, delivery_breaker_open_s=1.0,
+        # Tests call the supervisor's check() themselves; a background check at a random
+        # moment would race them.
+        supervision_check_s=3600.0)
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(serve(settings, install_signals=False, started=started,

@@ -217,6 +217,8 @@ class SipListener:
         self._answered: dict[str, asyncio.Event] = {}  # Call-ID of an mrs sent over UDP
         self._connections: set[asyncio.StreamWriter] = set()
         self._stopping = False
+        # Told (device id, hbi minutes) when a unit that asked (hbo=001) is given our hbi.
+        self.on_hbi_granted: Callable[[str, int], None] | None = None
         self.udp_port = 0
         self.tcp_port = 0
         self._received = metrics.RECEIVED.labels(TRANSPORT)
@@ -465,6 +467,8 @@ class SipListener:
         if outcome.duplicates:
             self._duplicates.inc(len(outcome.duplicates))
         mrs = scaip.build_mrs(parsed.ref, Snu.OK, hbi=self._hbi if parsed.hbo else None)
+        if parsed.hbo and self.on_hbi_granted is not None:
+            self.on_hbi_granted(parsed.device_id, self._hbi)
         if await self._reply(msg, peer, mrs):
             self._acked.inc()
             self._ack_seconds.observe(time.monotonic() - started)
