@@ -153,7 +153,7 @@ class Dispatcher:
 
     async def cycle(self, lane: str) -> int:
         """Claim, send and settle one batch of `lane`; returns how many were claimed."""
-        claimed = await self.outbox.claim(lane, CLAIM_LIMIT[lane])
+        claimed = await self.outbox.claim(lane, CLAIM_LIMIT[lane], self._sinks)
         if not claimed:
             return 0
         groups: dict[str, list[Claimed]] = {}

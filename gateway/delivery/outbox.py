@@ -10,7 +10,7 @@ id is the receiver's idempotency key).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +18,7 @@ import asyncpg
 
 from gateway.crypto import KeySuite, WrappedKey
 from gateway.delivery import wire
+from gateway.delivery.sinks import RECEIVER_PREFIX
 from gateway.store.connector import Store
 
 BACKOFF_FACTOR = 2.0
@@ -60,8 +61,17 @@ class Outbox:
         self.max_attempts = max_attempts
         self.lease = timedelta(seconds=lease_s)
 
-    async def claim(self, lane: str, limit: int) -> list[Claimed]:
-        rows = await self._store.fetch("delivery_claim", lane, limit, self.lease)
+    async def claim(self, lane: str, limit: int, destinations: Iterable[str]) -> list[Claimed]:
+        """Due deliveries of `lane` for these destinations (sinks.destination keys) only:
+        deliveries nobody can send yet are not claimed again and again."""
+        keys = list(destinations)
+        huvudman = [k for k in keys if not k.startswith(RECEIVER_PREFIX)]
+        receivers = [k.removeprefix(RECEIVER_PREFIX) for k in keys
+                     if k.startswith(RECEIVER_PREFIX)]
+        if not keys:
+            return []
+        rows = await self._store.fetch("delivery_claim", lane, limit, self.lease, huvudman,
+                                       receivers)
         return [_claimed(r) for r in rows]
 
     async def settle(self, settlements: Sequence[Settlement]) -> dict[int, str]:

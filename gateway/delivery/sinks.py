@@ -217,9 +217,12 @@ class SinkConfigError(Exception):
     """A refusal naming the file, the entry and the field."""
 
 
+RECEIVER_PREFIX = "receiver:"
+
+
 def destination(huvudman: str | None, receiver: str | None) -> str:
     """The key a delivery's sink is found by: its huvudman, else its (fallback) receiver."""
-    return huvudman if huvudman is not None else f"receiver:{receiver}"
+    return huvudman if huvudman is not None else f"{RECEIVER_PREFIX}{receiver}"
 
 
 def read_sinks(path: Path) -> dict[str, WebhookSpec]:

@@ -304,10 +304,12 @@ SELECT state FROM device WHERE id = $1 FOR UPDATE;
 -- forward, so a crashed dispatcher's claims come back by themselves); SKIP LOCKED lets several
 -- dispatchers claim side by side. Joined with what the sink sends: the event's kind and type,
 -- the owner's sealed copy (HMC's quarantine copy for a fallback alarm) and its wrapped data key.
--- A copy or key that is gone (erased) comes back as NULL.
+-- A copy or key that is gone (erased) comes back as NULL. Only destinations this dispatcher has
+-- a sink for ($4 huvudmän, $5 fallback receivers) are claimed: the rest wait untouched.
 WITH due AS (
     SELECT id FROM delivery
     WHERE state = 'pending' AND lane = $1 AND next_attempt_at <= now()
+      AND (huvudman = ANY($4::text[]) OR (huvudman IS NULL AND receiver = ANY($5::text[])))
     ORDER BY next_attempt_at LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
