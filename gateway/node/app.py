@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import logs
 from gateway.delivery import wire
+from gateway.http_body import read_limited
 from gateway.node import metrics
 from gateway.node.opening import ItemOpener, Opened, Refused
 from gateway.node.storage import NodeStore
@@ -111,7 +112,7 @@ def create_app(receiver: Receiver, *, max_body_bytes: int) -> FastAPI:
         if mime != wire.CONTENT_TYPE:
             metrics.REQUESTS.labels("content_type").inc()
             return _json(415, {"error": f"send {wire.CONTENT_TYPE}"})
-        body = await _read_limited(request, max_body_bytes)
+        body = await read_limited(request, max_body_bytes)
         if body is None:
             metrics.REQUESTS.labels("too_large").inc()
             return _json(413, {"error": f"body larger than {max_body_bytes} bytes"})
@@ -144,17 +145,3 @@ def create_app(receiver: Receiver, *, max_body_bytes: int) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -4,7 +4,6 @@ schema `huvudman_node` of NODE_DATABASE_URL. One batch is one statement, so one 
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from importlib import resources
@@ -12,19 +11,11 @@ from importlib import resources
 import asyncpg
 
 from gateway.node.opening import Opened
+from gateway.store.connector import load_queries
 from gateway.store.migrate import migrate
 
 MIGRATION_TABLE = "node_schema_migration"
-_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
-
-
-def _load_queries() -> dict[str, str]:
-    text = resources.files("gateway.node").joinpath("queries.sql").read_text("utf-8")
-    parts = _NAME.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
-QUERIES = _load_queries()
+QUERIES = load_queries("gateway.node")
 
 
 async def migrate_node(dsn: str) -> list[str]:

@@ -22,13 +22,14 @@ from gateway.sealing import BatchRows
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
 
 
-def _load_queries() -> dict[str, str]:
-    text = resources.files("gateway.store").joinpath("queries.sql").read_text("utf-8")
+def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
+    """Named statements from a .sql file in `package`, split at `-- name: <name>` lines."""
+    text = resources.files(package).joinpath(filename).read_text("utf-8")
     parts = _NAME.split(text)
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-QUERIES = _load_queries()
+QUERIES = load_queries("gateway.store")
 
 
 @dataclass(frozen=True, slots=True)

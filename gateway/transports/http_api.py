@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from adapters.errors import Rejection
 from gateway import formats, ingest, metrics
+from gateway.http_body import read_limited
 from gateway.pipeline import Pipeline
 from gateway.registry import AuthError, Registry
 from gateway.settings import Settings
@@ -89,7 +90,7 @@ def create_app(settings: Settings, registry: Registry, pipeline: Pipeline,
         if fmt is None:
             metrics.REJECTED.labels(TRANSPORT, "content_type").inc()
             return _json(415, {"error": "unsupported content type; send application/json"})
-        body = await _read_limited(request, settings.http_max_body_bytes)
+        body = await read_limited(request, settings.http_max_body_bytes)
         if body is None:
             metrics.REJECTED.labels(TRANSPORT, "size").inc()
             return _json(413, {"error": f"body larger than {settings.http_max_body_bytes} bytes"})
@@ -134,17 +135,3 @@ def create_app(settings: Settings, registry: Registry, pipeline: Pipeline,
 
 def _rejection(r: Rejection) -> dict[str, Any]:
     return {k: v for k, v in msgspec.structs.asdict(r).items() if v is not None}
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)

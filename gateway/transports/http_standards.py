@@ -46,11 +46,12 @@ from fastapi.responses import Response
 from adapters import continua, omh, phd_fhir, vendor_gps
 from adapters.errors import AdapterError, Parsed, Rejection
 from gateway import formats, ingest, metrics
+from gateway.http_body import read_limited
 from gateway.model import Event
 from gateway.pipeline import Outcome, Pipeline
 from gateway.registry import AuthError, Device, Registry, token_hash
 from gateway.settings import Settings
-from gateway.transports.http_api import TRANSPORT, _json, _read_limited, _rejection
+from gateway.transports.http_api import TRANSPORT, _json, _rejection
 
 VENDOR_FORMATS: Final = ("vendor-gps", "vendor-night", "vendor-medicine")
 FHIR_JSON: Final = "application/fhir+json"
@@ -170,7 +171,7 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
             metrics.REJECTED.labels(TRANSPORT, "content_type").inc()
             return Response("unsupported content type; send " + " or ".join(sorted(allowed)),
                             status_code=415, media_type="text/plain")
-        body = await _read_limited(request, settings.http_max_body_bytes)
+        body = await read_limited(request, settings.http_max_body_bytes)
         if body is None:
             return Response(_too_large(settings), status_code=413, media_type="text/plain")
         metrics.RECEIVED.labels(TRANSPORT).inc()
@@ -279,7 +280,7 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
         if _mime(content_type, FHIR_JSON) not in JSON_TYPES:
             metrics.REJECTED.labels(TRANSPORT, "content_type").inc()
             return fhir(415, outcome("not-supported", "send application/fhir+json"))
-        body = await _read_limited(request, settings.http_max_body_bytes)
+        body = await read_limited(request, settings.http_max_body_bytes)
         if body is None:
             return fhir(413, outcome("too-costly", _too_large(settings)))
         metrics.RECEIVED.labels(TRANSPORT).inc()
@@ -376,7 +377,7 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
             if _mime(content_type, "application/json") != "application/json":
                 metrics.REJECTED.labels(TRANSPORT, "content_type").inc()
                 return _json(415, {"error": "unsupported content type; send application/json"})
-            body = await _read_limited(request, settings.http_max_body_bytes)
+            body = await read_limited(request, settings.http_max_body_bytes)
             if body is None:
                 return _json(413, {"error": _too_large(settings)})
         decoded = ingest.decode(registry, TRANSPORT, device_id, fmt, body, datetime.now(UTC),
@@ -448,7 +449,7 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
         mime = _mime(content_type, FORM_TYPE)
         body: bytes | None = None
         if request.method == "POST":
-            body = await _read_limited(request, settings.http_max_body_bytes)
+            body = await read_limited(request, settings.http_max_body_bytes)
             if body is None:
                 return _json(413, {"error": _too_large(settings)})
             if mime == FORM_TYPE and body:
