@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway import admin, audit, erasure, key_admin, logs
+from gateway import admin, alarms, audit, erasure, key_admin, logs
 from gateway.assignment import LegalBasis
 from gateway.codes import Kind
 from gateway.crypto import CryptoError, HuvudmanPublicKey, KeySuite
@@ -35,6 +35,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log."
 app.add_typer(audit_app, name="audit")
 retention_app = typer.Typer(no_args_is_help=True, help="Retention by key epoch and partition.")
 app.add_typer(retention_app, name="retention")
+alarms_app = typer.Typer(no_args_is_help=True, help="What happened to alarms (ids and times).")
+app.add_typer(alarms_app, name="alarms")
 app.add_typer(device_app, name="device")
 app.add_typer(assignment_app, name="assignment")
 app.add_typer(huvudman_app, name="huvudman")
@@ -350,6 +352,33 @@ def retention_purge_quarantine(dry_run: DryRun = True) -> None:
                                                            dry_run=dry_run))
     console.print(f"{count} expired quarantined copies {'would be' if dry_run else 'were'} "
                   "deleted")
+
+
+@alarms_app.command("history")
+def alarms_history(event_id: uuid.UUID) -> None:
+    """Received, committed, each delivery and any incident of one alarm, in time order."""
+    result = _with_store(lambda s: alarms.history(s, event_id))
+    if result is None:
+        console.print(f"[red]no alarm {event_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"alarm {result.event_id} from device {result.device_id}")
+    for step in result.steps:
+        console.print(f"  {step.at.isoformat()}  {step.what}")
+
+
+@alarms_app.command("list")
+def alarms_list(
+    hours: Annotated[float, typer.Option(help="Alarms received in the last hours")] = 24,
+    last: Annotated[int, typer.Option(help="At most this many")] = 50,
+) -> None:
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    rows = _with_store(lambda s: s.fetch("recent_alarms", since, last))
+    table = Table("event id", "device", "received", "committed", "delivered", "incident")
+    for r in rows:
+        table.add_row(str(r["event_id"]), r["device_id"], r["received_at"].isoformat(),
+                      r["stored_at"].isoformat(), f"{r['delivered']}/{r['deliveries']}",
+                      "yes" if r["incident"] else "")
+    console.print(table)
 
 
 @audit_app.command("verify")

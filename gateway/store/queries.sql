@@ -406,3 +406,30 @@ WHERE t.device_id NOT IN (SELECT device_id FROM updated)
 ON CONFLICT (device_id) DO UPDATE
 SET last_seen_at = GREATEST(device_seen.last_seen_at, EXCLUDED.last_seen_at),
     battery_low_since = COALESCE(EXCLUDED.battery_low_since, device_seen.battery_low_since);
+
+-- name: alarm_event
+-- An alarm's own facts (no content: that is sealed): when it was measured, received, committed.
+SELECT event_id, device_id, measured_at, received_at, stored_at, routed_at, flags, source
+FROM event WHERE event_id = $1 AND event_type = 'alarm';
+
+-- name: alarm_deliveries
+SELECT id, huvudman, receiver, lane, state, attempts, created_at, finished_at, next_attempt_at,
+       last_error
+FROM delivery WHERE event_id = $1 ORDER BY id;
+
+-- name: alarm_incidents
+SELECT reason, created_at, resolved_at FROM incident WHERE event_id = $1 ORDER BY id;
+
+-- name: recent_alarms
+SELECT e.event_id, e.device_id, e.received_at, e.stored_at,
+       count(d.id) AS deliveries,
+       count(d.id) FILTER (WHERE d.state = 'done') AS delivered,
+       max(d.finished_at) AS last_delivered_at,
+       bool_or(i.event_id IS NOT NULL) AS incident
+FROM event e
+LEFT JOIN delivery d ON d.event_id = e.event_id
+LEFT JOIN incident i ON i.event_id = e.event_id
+WHERE e.event_type = 'alarm' AND e.received_at >= $1
+GROUP BY e.event_id, e.device_id, e.received_at, e.stored_at
+ORDER BY e.received_at DESC
+LIMIT $2;

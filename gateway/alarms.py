@@ -1,0 +1,55 @@
+"""An alarm's history, from what ingest and delivery recorded: received, committed, each delivery
+(attempts, done or dead, when), and any incident. Ids and times only: the alarm itself is sealed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.store.connector import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    at: datetime
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    event_id: uuid.UUID
+    device_id: str
+    steps: tuple[Step, ...]
+
+
+async def history(store: Store, event_id: uuid.UUID) -> History | None:
+    rows = await store.fetch("alarm_event", event_id)
+    if not rows:
+        return None
+    event = rows[0]
+    steps = [Step(event["measured_at"], "raised by the device (its clock)"),
+             Step(event["received_at"], f"received by the gateway ({event['source']})"),
+             Step(event["stored_at"], "committed: stored and queued for delivery")]
+    for d in await store.fetch("alarm_deliveries", event_id):
+        target = (f"huvudman {d['huvudman']}" if d["huvudman"]
+                  else f"fallback receiver {d['receiver']}")
+        route = f" (alarm route {d['receiver']})" if d["huvudman"] and d["receiver"] else ""
+        if d["state"] == "done":
+            steps.append(Step(d["finished_at"] or d["created_at"],
+                              f"delivered to {target}{route} after {d['attempts']} attempt(s)"))
+        elif d["state"] == "dead":
+            steps.append(Step(d["finished_at"] or d["created_at"],
+                              f"dead letter for {target}{route}: {d['last_error'] or 'unknown'}"))
+        else:
+            why = f", last: {d['last_error']}" if d["last_error"] else ""
+            steps.append(Step(d["next_attempt_at"],
+                              f"pending for {target}{route}, {d['attempts']} attempt(s) so far"
+                              f"{why}; next attempt"))
+    for i in await store.fetch("alarm_incidents", event_id):
+        steps.append(Step(i["created_at"], f"incident raised: {i['reason']}"))
+        if i["resolved_at"]:
+            steps.append(Step(i["resolved_at"], "incident resolved"))
+    steps.sort(key=lambda s: s.at)
+    return History(event_id, event["device_id"], tuple(steps))
