@@ -182,8 +182,9 @@ def drain_gateway(database_url: str, mqtt_url: str, client_id: str, count: int,
             "mean_batch_events": batch_mean, "mean_commit_ms": commit_mean * 1000}
 
 
-async def _prepare_database(devices: list[str],
-                            keys: Path) -> tuple[str, str | None, dict[str, str]]:
+async def _prepare_database(devices: list[str], keys: Path, *,
+                            kinds: tuple[str, ...] = ("weight",), alarm_route: str | None = None,
+                            ) -> tuple[str, str | None, dict[str, str]]:
     name = f"gw_bench_{uuid.uuid4().hex[:8]}"
     try:
         conn = await asyncpg.connect(LOCAL_PG, timeout=3)
@@ -200,8 +201,9 @@ async def _prepare_database(devices: list[str],
         device=[admin.DeviceSpec(id=d, type="scale", token_sha256=token_hash(d).hex())
                 for d in devices],
         assignment=[admin.AssignmentSpec(device=d, huvudman="14", subject_ref=f"bench-{d}",
-                                         legal_basis="HSL", kinds=["weight"],  # type: ignore[list-item]
-                                         valid_from=datetime(2026, 1, 1, tzinfo=UTC))
+                                         legal_basis="HSL", kinds=list(kinds),
+                                         valid_from=datetime(2026, 1, 1, tzinfo=UTC),
+                                         alarm_route=alarm_route)
                     for d in devices])
     await admin.apply_config(store, config)
     secret, quarantine = await key_admin.provision(store, keys, ["14"])

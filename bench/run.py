@@ -5,12 +5,14 @@ Slow and load runs live here, never in `make test`. Quote the figures from the J
 
 from __future__ import annotations
 
-from bench import ingest_drain
+from bench import alarm_latency, ingest_drain
 
 
 def main() -> None:
     # `make bench ARGS="--readings 200000"` passes its arguments on to the ingest drain.
     ingest_drain.main()
+    # Then alarm latency under a steady background load, with its own defaults.
+    alarm_latency.main([])
 
 
 if __name__ == "__main__":

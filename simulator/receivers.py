@@ -45,6 +45,8 @@ class Endpoint:
     delay_s: float = 0.0
     in_flight: Counter[uuid.UUID] = field(default_factory=Counter)
     max_concurrent: int = 0
+    # Called with each authentic batch as soon as it is decoded (e.g. to time receipt).
+    on_items: Callable[[list[wire.Item]], None] | None = None
 
     def answered(self, status: int) -> int:
         return sum(1 for _, s in self.requests if s == status)
@@ -104,6 +106,8 @@ class RecordingReceiver:
         if problem is not None:
             return self._answer(ep, Response(problem, status_code=401))
         items = [i for i in wire.decode_batch(body) if not isinstance(i, msgspec.DecodeError)]
+        if ep.on_items is not None:
+            ep.on_items(items)
         with self._holding(ep, items):
             delay = ep.delay_s + (ep.slow_s if items and items[0].lane == ep.slow_lane else 0.0)
             if delay:
