@@ -29,6 +29,7 @@ import hashlib
 import re
 import secrets
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -182,6 +183,21 @@ def frame(buffer: bytes | bytearray | memoryview) -> Frame | None:
     if len(buffer) < head_size + length:
         return None
     return Frame(head_size + length, "message")
+
+
+def take_frames(buffer: bytearray) -> Iterator[tuple[Literal["message", "ping", "pong"], bytes]]:
+    """Remove and yield every complete item at the start of `buffer`, as (kind, bytes).
+
+    What is incomplete stays in `buffer` for the next read. Raises SipError (after yielding what
+    came before) when the stream cannot be framed; the caller must then close it.
+    """
+    while buffer:
+        item = frame(buffer)
+        if item is None:
+            return
+        data = bytes(buffer[:item.size])
+        del buffer[:item.size]
+        yield item.kind, data
 
 
 def parse(data: bytes) -> SipMessage:
@@ -429,3 +445,20 @@ def _serialise(lines: list[str], body: bytes) -> bytes:
     if _CTL.search(head.replace("\r\n", "")):
         raise SipError("headers", "control character in an outgoing header")
     return head.encode("utf-8") + body
+
+
+T1_S, T2_S = 0.5, 4.0  # RFC 3261 §17.1.2.2 timers for non-INVITE requests over UDP
+
+
+def retransmit_waits(t1: float = T1_S, total: float = 64 * T1_S,
+                     t2: float = T2_S) -> Iterator[float]:
+    """How long to wait before each resend of a request over UDP (RFC 3261 §17.1.2.2): T1, 2T1,
+    4T1, ... at most T2 each, until `total` seconds have passed. Send once first; after each
+    wait that ends unanswered, send again, except after the last one (then give up)."""
+    elapsed, wait = 0.0, t1
+    while elapsed < total:
+        step = min(wait, total - elapsed)
+        yield step
+        elapsed += step
+        wait = min(wait * 2, t2)
+

@@ -56,7 +56,6 @@ from adapters.sip import SipError, SipMessage
 Mode = Literal["ok", "hold_then_ok", "busy", "not_treated", "silent", "drop"]
 MODES: tuple[str, ...] = get_args(Mode)
 SCAIP_MEDIA_TYPE = "application/scaip+xml"
-T2_S = 4.0  # RFC 3261: the longest gap between retransmissions of a non-INVITE request
 READ_SIZE = 16_384
 _TRANSACTIONS_MAX = 10_000
 _ALLOW = (("Allow", "MESSAGE, OPTIONS"),)
@@ -233,23 +232,15 @@ class ScaipArc:
 
     def _drain_stream(self, buffer: bytearray, peer: _Peer) -> bool:
         """Handle every complete item in `buffer`; False when the stream must be closed."""
-        while buffer:
-            try:
-                item = sip.frame(buffer)
-                if item is None:
-                    return True
-                data = bytes(buffer[:item.size])
-                del buffer[:item.size]
-                if item.kind == "ping":
+        try:
+            for kind, data in sip.take_frames(buffer):
+                if kind == "ping":
                     self._send(peer, b"\r\n")
-                    continue
-                if item.kind == "pong":
-                    continue
-                msg = sip.parse(data)
-            except AdapterError:
-                self.garbage += 1
-                return False  # a stream that cannot be framed cannot be resynchronised
-            self._guarded(msg, peer)
+                elif kind == "message":
+                    self._guarded(sip.parse(data), peer)
+        except AdapterError:
+            self.garbage += 1
+            return False  # a stream that cannot be framed cannot be resynchronised
         return True
 
     def _guarded(self, msg: SipMessage, peer: _Peer) -> None:
@@ -375,19 +366,15 @@ class ScaipArc:
     async def _retransmit(self, data: bytes, peer: _Peer, call_id: str) -> None:
         """RFC 3261 §17.1.2: resend after T1, 2T1, ... (at most T2 apart) until answered."""
         answered = self._answered[call_id]
-        deadline = time.monotonic() + self.mrs_retransmit_s
-        interval = self.t1_s
         try:
-            while True:
-                timeout = min(interval, deadline - time.monotonic())
-                if timeout <= 0:
-                    return
+            for attempt, wait in enumerate(sip.retransmit_waits(self.t1_s,
+                                                                self.mrs_retransmit_s)):
+                if attempt:
+                    self._send(peer, data)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(answered.wait(), timeout)
+                    await asyncio.wait_for(answered.wait(), wait)
                 if answered.is_set() or self._mode == "drop":
                     return
-                self._send(peer, data)
-                interval = min(interval * 2, T2_S)
         finally:
             self._answered.pop(call_id, None)
 

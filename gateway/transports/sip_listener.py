@@ -78,7 +78,6 @@ RESEND_TTL_S = 30 * 60  # SS 91100 §5: hold polling lasts at most 30 min
 RESEND_CACHE_MAX = 200_000
 TRANSACTION_TTL_S = 32.0  # RFC 3261 timer F/J: 64 * T1
 TRANSACTION_CACHE_MAX = 50_000
-T1_S, T2_S = 0.5, 4.0  # RFC 3261 §17.1.2.2 retransmission timers for non-INVITE requests
 COMMIT_HOLD_S = 10.0  # longer than this and the unit is told snu=4 (resend later)
 MAX_IN_FLIGHT = 10_000  # requests being committed or answered; beyond this, 503
 STOP_GRACE_S = 15.0
@@ -311,30 +310,25 @@ class SipListener:
     def _drain_stream(self, buffer: bytearray, peer: _Peer) -> bool:
         """Handle every complete item at the start of `buffer`; False to close the stream."""
         assert peer.writer is not None
-        while buffer:
-            try:
-                item = sip.frame(buffer)
-            except SipError as err:
-                # The stream cannot be resynchronised: answer if the head parses, then close.
-                metrics.REJECTED.labels(TRANSPORT, "size" if err.status == 413 else "sip").inc()
-                with contextlib.suppress(SipError):
-                    request = sip.parse(bytes(buffer[:sip.MAX_MESSAGE_BYTES]) + b"\r\n\r\n")
-                    if request.is_request:
-                        peer.writer.write(sip.reject(request, err))
-                return False
-            if item is None:
-                return True
-            data = bytes(buffer[:item.size])
-            del buffer[:item.size]
-            if item.kind == "ping":
-                peer.writer.write(b"\r\n")  # RFC 5626 §4.4.1 pong
-            elif item.kind == "message":
-                try:
-                    msg = sip.parse(data)
-                except SipError:
-                    metrics.REJECTED.labels(TRANSPORT, "sip").inc()
-                    return False
-                self._on_message(msg, peer)
+        try:
+            for kind, data in sip.take_frames(buffer):
+                if kind == "ping":
+                    peer.writer.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+                elif kind == "message":
+                    try:
+                        msg = sip.parse(data)
+                    except SipError:
+                        metrics.REJECTED.labels(TRANSPORT, "sip").inc()
+                        return False
+                    self._on_message(msg, peer)
+        except SipError as err:
+            # The stream cannot be resynchronised: answer if the head parses, then close.
+            metrics.REJECTED.labels(TRANSPORT, "size" if err.status == 413 else "sip").inc()
+            with contextlib.suppress(SipError):
+                request = sip.parse(bytes(buffer[:sip.MAX_MESSAGE_BYTES]) + b"\r\n\r\n")
+                if request.is_request:
+                    peer.writer.write(sip.reject(request, err))
+            return False
         return True
 
     def _on_message(self, msg: SipMessage, peer: _Peer) -> None:
@@ -511,20 +505,15 @@ class SipListener:
         """RFC 3261 §17.1.2: the MESSAGE was sent once; resend it after T1, 2T1, ... (at most T2
         apart) until the unit answers or 64*T1 have passed."""
         answered = self._answered[call_id]
-        deadline = time.monotonic() + 64 * T1_S
-        interval = T1_S
         try:
-            while True:
-                timeout = min(interval, deadline - time.monotonic())
-                if timeout <= 0:
-                    log.info("sip_mrs_unanswered", transport="UDP")
-                    return
+            for attempt, wait in enumerate(sip.retransmit_waits()):
+                if attempt:
+                    self._send(peer, data)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(answered.wait(), timeout)
+                    await asyncio.wait_for(answered.wait(), wait)
                 if answered.is_set():
                     return
-                self._send(peer, data)
-                interval = min(interval * 2, T2_S)
+            log.info("sip_mrs_unanswered", transport="UDP")
         finally:
             self._answered.pop(call_id, None)
 

@@ -285,3 +285,21 @@ def test_no_input_raises_anything_but_adapter_error(data: bytes) -> None:
                 sip.decoded_body(result)
             except AdapterError:
                 pass
+
+
+def test_retransmit_waits_follow_rfc3261_timers() -> None:
+    waits = list(sip.retransmit_waits())
+    assert waits == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 0.5] and sum(waits) == 32
+    assert list(sip.retransmit_waits(0.1, 0.5)) == pytest.approx([0.1, 0.2, 0.2])
+
+
+def test_take_frames_leaves_the_incomplete_tail_and_stops_at_garbage() -> None:
+    head = b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 2\r\n\r\n"
+    buffer = bytearray(b"\r\n\r\n" + head + b"ok" + head + b"o")
+    assert [kind for kind, _ in sip.take_frames(buffer)] == ["ping", "message"]
+    assert bytes(buffer) == head + b"o"
+    broken = bytearray(head + b"ok" + b"MESSAGE sip:a@b SIP/2.0\r\n\r\n")
+    frames = sip.take_frames(broken)
+    assert next(frames)[0] == "message"
+    with pytest.raises(sip.SipError):
+        next(frames)
