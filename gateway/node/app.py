@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import asyncpg
@@ -44,6 +44,7 @@ class Receiver:
         self.opener = opener
         self._secret = secret
         self._opening = asyncio.Lock()  # the Opener's key cache: one batch at a time
+        self.on_stored: Callable[[], None] | None = None  # e.g. wake the FHIR forwarder
 
     def authenticate(self, timestamp: str | None, signature: str | None,
                      body: bytes) -> str | None:
@@ -67,6 +68,8 @@ class Receiver:
         started = time.monotonic()
         new = await self.store.store(to_store)
         metrics.STORE_SECONDS.observe(time.monotonic() - started)
+        if new and self.on_stored is not None:
+            self.on_stored()
         results: list[wire.ItemStatus] = []
         answered_new: set[uuid.UUID] = set()
         for item, outcome in zip(items, outcomes, strict=True):

@@ -17,6 +17,7 @@ import uvicorn
 from gateway import logs
 from gateway.crypto import HuvudmanPrivateKey, KeyFormatError, load_private_key
 from gateway.node.app import Receiver, create_app
+from gateway.node.fhir_forward import FhirConfig, FhirForwarder
 from gateway.node.opening import ItemOpener
 from gateway.node.storage import NodeStore, migrate_node
 
@@ -37,15 +38,17 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = 8090
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    fhir: FhirConfig | None = None  # forward readings to the huvudman's FHIR server
 
     def __repr__(self) -> str:  # never the secret or the keys
         return (f"NodeConfig(huvudman={self.huvudman!r}, keys={len(self.private_keys)}, "
-                f"listen={self.host}:{self.port})")
+                f"listen={self.host}:{self.port}, fhir={self.fhir!r})")
 
 
 def load_config(*, huvudman: str, private_keys: Sequence[Path], secret_file: Path,
                 database_url: str, listen: str,
-                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> NodeConfig:
+                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                fhir: FhirConfig | None = None) -> NodeConfig:
     if not private_keys:
         raise NodeConfigError("give at least one --private-key")
     keys = []
@@ -72,7 +75,7 @@ def load_config(*, huvudman: str, private_keys: Sequence[Path], secret_file: Pat
     if not database_url:
         raise NodeConfigError("NODE_DATABASE_URL is not set")
     return NodeConfig(huvudman, tuple(keys), secret.encode(), database_url, host, int(port),
-                      max_body_bytes)
+                      max_body_bytes, fhir)
 
 
 class _Server(uvicorn.Server):
@@ -89,6 +92,7 @@ class RunningNode:
     store: NodeStore
     server: uvicorn.Server
     task: asyncio.Task[None]
+    forwarder: FhirForwarder | None = None
 
     @property
     def url(self) -> str:
@@ -99,6 +103,8 @@ class RunningNode:
         try:
             await self.task
         finally:
+            if self.forwarder is not None:
+                await self.forwarder.stop()
             await self.store.close()
         log.info("node_stopped", huvudman=self.config.huvudman)
 
@@ -125,9 +131,15 @@ async def start_node(config: NodeConfig, *, install_signals: bool = False) -> Ru
     except BaseException:
         await store.close()
         raise
+    forwarder = None
+    if config.fhir is not None:  # after the server started: nothing to stop if it did not
+        forwarder = FhirForwarder(store.pool, config.fhir)
+        receiver.on_stored = forwarder.wake
+        forwarder.start()
     log.info("node_started", huvudman=config.huvudman, keys=len(config.private_keys),
-             migrations=applied, http=f"http://{config.host}:{config.port}")
-    return RunningNode(config, store, server, task)
+             migrations=applied, http=f"http://{config.host}:{config.port}",
+             fhir=forwarder is not None)
+    return RunningNode(config, store, server, task, forwarder)
 
 
 async def serve_node(config: NodeConfig) -> None:
@@ -136,4 +148,6 @@ async def serve_node(config: NodeConfig) -> None:
     try:
         await node.task
     finally:
+        if node.forwarder is not None:
+            await node.forwarder.stop()
         await node.store.close()
