@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from gateway import audit, subjects
+from gateway import audit, dose_alarms, subjects
 from gateway.assignment import LegalBasis
 from gateway.codes import Kind
 from gateway.registry import new_token, token_hash
@@ -56,6 +65,17 @@ class AssignmentSpec(_Strict):
     valid_to: AwareDatetime | None = None
     alarm_route: str | None = None
     position_consent: bool = False
+    dose_alarm: bool = False  # a missed medicine dose is an alarm (gateway/dose_alarms.py)
+
+    @field_validator("dose_alarm")
+    @classmethod
+    def _dose_alarm_needs_medication_and_route(cls, dose_alarm: bool,
+                                               info: ValidationInfo) -> bool:
+        if dose_alarm and "kinds" in info.data:
+            reason = dose_alarms.refusal(info.data["kinds"], info.data.get("alarm_route"))
+            if reason is not None:
+                raise ValueError(reason)
+        return dose_alarm
 
 
 class ConfigFile(_Strict):
@@ -121,7 +141,7 @@ async def _insert_assignment(conn: asyncpg.Connection, a: AssignmentSpec) -> boo
         row = await conn.fetchval(
             QUERIES["insert_assignment"], a.id, a.device, a.huvudman, key,
             a.legal_basis.value, [k.value for k in a.kinds], a.valid_from, a.valid_to,
-            a.alarm_route, a.position_consent, sealed)
+            a.alarm_route, a.position_consent, sealed, a.dose_alarm)
     except asyncpg.ForeignKeyViolationError as err:
         what = "device" if "device" in (err.constraint_name or "") else "huvudman"
         raise AdminError(f"assignment {a.id}: unknown {what}") from None
@@ -137,7 +157,7 @@ async def _insert_assignment(conn: asyncpg.Connection, a: AssignmentSpec) -> boo
                            huvudman=a.huvudman, legal_basis=a.legal_basis.value,
                            kinds=[k.value for k in a.kinds], valid_from=a.valid_from,
                            valid_to=a.valid_to, alarm_route=a.alarm_route,
-                           position_consent=a.position_consent)
+                           position_consent=a.position_consent, dose_alarm=a.dose_alarm)
     return row is not None
 
 

@@ -35,6 +35,9 @@ class Assignment(msgspec.Struct, frozen=True):
     alarm_route: str | None = None
     position_consent: bool = False
     subject_sealed: bytes | None = None
+    # A missed medicine dose is an alarm for this person (gateway/dose_alarms.py); only with
+    # the medication kind and an alarm route (checked on every path that creates one).
+    dose_alarm: bool = False
 
     def covers(self, at: datetime) -> bool:
         """Half-open [valid_from, valid_to): a return at 10:00 ends coverage of 10:00 itself."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -199,12 +200,22 @@ def assignment_add(
         formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"])] = None,
     alarm_route: Annotated[str | None, typer.Option()] = None,
     position_consent: bool = False,
+    dose_alarm: Annotated[bool, typer.Option(
+        help="A missed medicine dose is an alarm (needs --kind medication and --alarm-route)",
+    )] = False,
 ) -> None:
     """Lend a device to a person under a huvudman and legal basis, from a time on."""
     start = _aware(valid_from) if valid_from else datetime.now(UTC)
-    spec = admin.AssignmentSpec(device=device, huvudman=huvudman, subject_ref=subject_ref,
-                                legal_basis=legal_basis, kinds=kinds, valid_from=start,
-                                alarm_route=alarm_route, position_consent=position_consent)
+    try:
+        spec = admin.AssignmentSpec(device=device, huvudman=huvudman, subject_ref=subject_ref,
+                                    legal_basis=legal_basis, kinds=kinds, valid_from=start,
+                                    alarm_route=alarm_route, position_consent=position_consent,
+                                    dose_alarm=dose_alarm)
+    except ValidationError as err:  # named by field; the input (maybe personal) is not shown
+        first = err.errors()[0]
+        console.print(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}", style="red",
+                      markup=False)
+        raise typer.Exit(1) from None
     new_id = _with_store(lambda s: admin.add_assignment(s, spec))
     console.print(f"assignment {new_id}")
 

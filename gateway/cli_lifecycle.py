@@ -78,12 +78,16 @@ def _assign(
                                                         help="Default: now")] = None,
     alarm_route: Annotated[str | None, typer.Option()] = None,
     position_consent: bool = False,
+    dose_alarm: Annotated[bool, typer.Option(
+        help="A missed medicine dose is an alarm (needs --kind medication and --alarm-route)",
+    )] = False,
 ) -> None:
     try:
         spec = lifecycle.NewAssignment(huvudman=huvudman, subject_ref=subject_ref,
                                        legal_basis=legal_basis, kinds=kinds,
                                        alarm_route=alarm_route,
-                                       position_consent=position_consent)
+                                       position_consent=position_consent,
+                                       dose_alarm=dose_alarm)
     except ValidationError as err:  # named by field; the input (maybe personal) is not shown
         _console().print(str(lifecycle.InvalidRequest.from_validation(err)), style="red",
                           markup=False)
@@ -125,10 +129,10 @@ def device_show(device_id: str) -> None:
         f"credential: {'yes' if view['credential'] else 'no'}\n"
         f"hub: {view['hub'] or '—'}   paired devices: {', '.join(view['paired']) or '—'}\n"
         f"possible: {', '.join(view['possible']) or 'nothing (retired)'}", markup=False)
-    table = Table("assignment", "huvudman", "basis", "kinds", "from", "to")
+    table = Table("assignment", "huvudman", "basis", "kinds", "from", "to", "dose alarm")
     for a in view["assignments"]:
         table.add_row(a["id"], a["huvudman"], a["legal_basis"], ",".join(a["kinds"]),
-                      a["valid_from"], a["valid_to"] or "")
+                      a["valid_from"], a["valid_to"] or "", "yes" if a["dose_alarm"] else "no")
     _console().print(table)
 
 

@@ -26,7 +26,19 @@ FORMATS: dict[str, Parse] = {
     "phd-fhir": _phd_fhir,
     "vendor-gps": vendor_gps.parse,
     "vendor-night": vendor_night.parse,
-    "vendor-medicine": vendor_medicine.parse,  # a missed dose is a DeviceEvent, not an Alarm
+    "vendor-medicine": vendor_medicine.parse,  # missed doses as events; see DOSE_ALARM_FORMATS
+}
+
+
+def _medicine_with_alarms(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
+    return vendor_medicine.parse(payload, device_id=device_id, received_at=received_at,
+                                 medication_alarms=True)
+
+
+# The same formats read with missed doses as alarms. Ingest asks for this reading only for the
+# missed doses an assignment makes alarms (gateway/dose_alarms.py).
+DOSE_ALARM_FORMATS: dict[str, Parse] = {
+    "vendor-medicine": _medicine_with_alarms,
 }
 
 HTTP_CONTENT_TYPES: dict[str, str] = {
@@ -38,6 +50,10 @@ HTTP_CONTENT_TYPES: dict[str, str] = {
 
 def parser(name: str) -> Parse | None:
     return FORMATS.get(name)
+
+
+def dose_alarm_parser(name: str) -> Parse | None:
+    return DOSE_ALARM_FORMATS.get(name)
 
 
 def names() -> list[str]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.errors import AdapterError, Parsed, Rejection
-from gateway import formats, metrics
+from gateway import dose_alarms, formats, metrics
 from gateway.model import Event
 from gateway.registry import Registry
 
@@ -33,6 +33,8 @@ def decode(registry: Registry, transport: str, device_id: str, fmt: str, payload
     device = registry.device(device_id)
     if device is None or device.state == "retired":
         return _reject(transport, Rejection("device", "device is not registered"))
+    # An overriding parser (OMH schema) is never the medicine robot's: no dose alarms there.
+    alarm_parse = None if parse is not None else formats.dose_alarm_parser(fmt)
     parse = parse or formats.parser(fmt)
     if parse is None:
         return _reject(transport, Rejection(
@@ -41,9 +43,15 @@ def decode(registry: Registry, transport: str, device_id: str, fmt: str, payload
         parsed: Parsed = parse(payload, device_id=device_id, received_at=received_at)
     except AdapterError as err:
         return _reject(transport, err.rejection())
+    produced: list[Event] = parsed.events
+    if alarm_parse is not None:
+        again = alarm_parse
+        produced = dose_alarms.apply(
+            produced, registry.assignment_index(),
+            lambda: again(payload, device_id=device_id, received_at=received_at).events)
     events: list[Event] = []
     rejections = list(parsed.rejections)
-    for e in parsed.events:
+    for e in produced:
         if registry.may_speak_for(device_id, e.device_id):
             events.append(e)
         else:  # position: the refused device's id (an id, not personal data)

@@ -40,7 +40,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway import audit, subjects
+from gateway import audit, dose_alarms, subjects
 from gateway.admin import AdminError, DeviceSpec, HuvudmanCode
 from gateway.assignment import LegalBasis
 from gateway.codes import Kind
@@ -195,6 +195,8 @@ class NewAssignment(BaseModel):
     kinds: Annotated[list[Kind], Field(min_length=1)]
     alarm_route: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     position_consent: bool = Field(False, validate_default=True)
+    dose_alarm: bool = Field(False, description="A missed medicine dose is an alarm for this "
+                             "person: needs the medication kind and an alarm_route")
 
     @field_validator("position_consent")
     @classmethod
@@ -203,6 +205,17 @@ class NewAssignment(BaseModel):
             raise ValueError("position data flows only under a recorded consent; "
                              "set position_consent")
         return consent
+
+    @field_validator("dose_alarm")
+    @classmethod
+    def _dose_alarm_needs_medication_and_route(cls, dose_alarm: bool,
+                                               info: ValidationInfo) -> bool:
+        # Invalid kinds are refused under their own name; not a second time here.
+        if dose_alarm and "kinds" in info.data:
+            reason = dose_alarms.refusal(info.data["kinds"], info.data.get("alarm_route"))
+            if reason is not None:
+                raise ValueError(reason)
+        return dose_alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,12 +336,12 @@ async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignme
                 raise InvalidRequest(f"assignments.{i}.huvudman", str(err)) from None
             await conn.execute(QUERIES["insert_assignment"], new_id, device_id, a.huvudman,
                                key, a.legal_basis.value, kinds, start, None,
-                               a.alarm_route, a.position_consent, sealed)
+                               a.alarm_route, a.position_consent, sealed, a.dose_alarm)
             await audit.record(conn, "assignment.add", str(new_id), actor=actor,
                                device=device_id, huvudman=a.huvudman,
                                legal_basis=a.legal_basis.value, kinds=kinds, valid_from=start,
                                valid_to=None, alarm_route=a.alarm_route,
-                               position_consent=a.position_consent)
+                               position_consent=a.position_consent, dose_alarm=a.dose_alarm)
             created.append(new_id)
         state = await _set_state(conn, device_id, Action.ASSIGN)
         await audit.record(conn, "device.reissue" if history_end is not None else "device.assign",
@@ -415,6 +428,7 @@ async def show(store: Store, device_id: str) -> dict[str, Any]:
         "assignments": [
             {"id": str(a["id"]), "huvudman": a["huvudman"], "legal_basis": a["legal_basis"],
              "kinds": list(a["kinds"]), "valid_from": a["valid_from"].isoformat(),
-             "valid_to": a["valid_to"].isoformat() if a["valid_to"] else None}
+             "valid_to": a["valid_to"].isoformat() if a["valid_to"] else None,
+             "dose_alarm": a["dose_alarm"]}
             for a in await store.fetch("lifecycle_assignments", device_id)],
     }

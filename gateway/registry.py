@@ -74,7 +74,7 @@ class Registry:
                 legal_basis=LegalBasis(r["legal_basis"]),
                 kinds=frozenset(Kind(k) for k in r["kinds"]), valid_from=r["valid_from"],
                 valid_to=r["valid_to"], alarm_route=r["alarm_route"],
-                position_consent=r["position_consent"])
+                position_consent=r["position_consent"], dose_alarm=r["dose_alarm"])
             for r in await store.fetch("load_assignments"))
         public_keys = {r["huvudman"]: load_public_key(r["public_pem"])
                        for r in await store.fetch("load_public_keys")}

@@ -35,6 +35,14 @@ Rules, in the order they are applied
    alarms (battery, link lost) follow the same rule: an unassigned device's technical alarm is
    operational noise at the fallback receiver, but that is the fallback receiver's call, not a
    silent drop here.
+   A missed medicine dose (`AlarmType.DOSE_MISSED`, gateway/dose_alarms.py) is medication data
+   that is an alarm only for some people: it is claimed by the covering assignments that grant
+   `medication` and have `dose_alarm` (alarm lane, their `alarm_route`), and also goes, on the
+   bulk lane without a receiver, to the covering assignments that grant `medication` without
+   `dose_alarm` (they got it as a plain event before it became an alarm). An assignment granting
+   `alarm` but not `medication` gets none of it. Alarm-lane destinations come first, so a
+   huvudman holding both kinds of assignment gets its one copy on the alarm lane. With no
+   claiming assignment the fallback receiver and incident rule applies as for any alarm.
 6. **Lanes.** Alarms use the alarm lane; everything else (readings, device events, status,
    position fixes) the bulk lane.
 
@@ -67,7 +75,8 @@ from enum import StrEnum
 import msgspec
 
 from gateway.assignment import Assignment
-from gateway.model import Alarm, Event, Flag, PositionFix, kind_of
+from gateway.codes import Kind
+from gateway.model import Alarm, AlarmType, Event, Flag, PositionFix, kind_of
 
 __all__ = [
     "AssignmentIndex",
@@ -188,6 +197,8 @@ def route(
     covering = [a for a in assignments if a.device_id == event.device_id and a.covers(at)]
     granted = sorted((a for a in covering if kind in a.kinds), key=_order)
 
+    if isinstance(event, Alarm) and event.alarm_type == AlarmType.DOSE_MISSED:
+        return _route_missed_dose(event, covering, at, clock_fallback, fallback_alarm_receiver)
     if isinstance(event, Alarm):
         return _route_alarm(event, granted, at, clock_fallback, fallback_alarm_receiver)
 
@@ -252,6 +263,20 @@ def _route_alarm(
         clock_fallback=clock_fallback,
         incident=incident,
     )
+
+
+def _route_missed_dose(
+    alarm: Alarm,
+    covering: Sequence[Assignment],
+    at: datetime,
+    clock_fallback: bool,
+    fallback_alarm_receiver: str,
+) -> Routing:
+    medication = sorted((a for a in covering if Kind.MEDICATION in a.kinds), key=_order)
+    routing = _route_alarm(alarm, [a for a in medication if a.dose_alarm], at, clock_fallback,
+                           fallback_alarm_receiver)
+    informed = tuple(_to_huvudman(a, Lane.BULK) for a in medication if not a.dose_alarm)
+    return msgspec.structs.replace(routing, destinations=routing.destinations + informed)
 
 
 class AssignmentIndex:

@@ -66,7 +66,7 @@ SELECT id, device_type, credential_sha256, state, heartbeat_interval, hub_id FRO
 
 -- name: load_assignments
 SELECT id, device_id, huvudman, subject_key, subject_sealed, legal_basis, kinds, valid_from,
-       valid_to, alarm_route, position_consent
+       valid_to, alarm_route, position_consent, dose_alarm
 FROM assignment;
 
 -- name: upsert_huvudman
@@ -106,10 +106,10 @@ FROM device d ORDER BY d.id;
 
 -- name: insert_assignment
 -- $4 is the subject's keyed pseudonym and $11 the reference sealed to the huvudman; the
--- reference itself is never stored (gateway/subjects.py).
+-- reference itself is never stored (gateway/subjects.py). $12: a missed dose is an alarm.
 INSERT INTO assignment (id, device_id, huvudman, subject_key, legal_basis, kinds, valid_from,
-                        valid_to, alarm_route, position_consent, subject_sealed)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                        valid_to, alarm_route, position_consent, subject_sealed, dose_alarm)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
@@ -123,7 +123,7 @@ RETURNING id;
 
 -- name: list_assignments
 SELECT id, device_id, huvudman, legal_basis, kinds, valid_from, valid_to, alarm_route,
-       position_consent
+       position_consent, dose_alarm
 FROM assignment
 WHERE ($1::text IS NULL OR device_id = $1)
 ORDER BY device_id, valid_from;
@@ -273,7 +273,8 @@ FROM device WHERE id = $1;
 
 -- name: lifecycle_assignments
 -- A device's assignments for display: ids, huvudman, basis, kinds, times. No subject reference.
-SELECT id, huvudman, legal_basis, kinds, valid_from, valid_to, alarm_route, position_consent
+SELECT id, huvudman, legal_basis, kinds, valid_from, valid_to, alarm_route, position_consent,
+       dose_alarm
 FROM assignment WHERE device_id = $1 ORDER BY valid_from, id;
 
 -- name: huvudman_exists

@@ -64,7 +64,7 @@ import msgspec
 from adapters import scaip, sip
 from adapters.scaip import ScaipError, ScaipParsed, Snu
 from adapters.sip import SipError, SipMessage
-from gateway import metrics, model
+from gateway import dose_alarms, metrics, model
 from gateway.logs import get as get_logger
 from gateway.pipeline import Pipeline
 from gateway.registry import Registry
@@ -446,8 +446,13 @@ class SipListener:
         if parsed.more_fragments:
             log.info("scaip_fragment_not_reassembled", device_id=parsed.device_id,
                      ref=parsed.ref)
+        # After the resend check: its fingerprint is of what the unit said, not of what the
+        # assignment made of it. `first` is the receive time the event ids are derived from.
+        events = dose_alarms.apply(
+            parsed.events, self._registry.assignment_index(),
+            lambda: scaip.parse_mrq(body, received_at=first, medication_alarms=True).events)
         try:
-            outcome = await asyncio.wait_for(self._pipeline.commit(parsed.events),
+            outcome = await asyncio.wait_for(self._pipeline.commit(events),
                                              self._commit_hold_s)
         except TimeoutError:
             # The events stay queued and will be committed; the unit resends, the resend gets
