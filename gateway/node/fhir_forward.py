@@ -207,6 +207,9 @@ class FhirForwarder:
             except (OSError, asyncpg.PostgresError, TimeoutError) as err:
                 log.warning("fhir_cycle_failed", error=type(err).__name__)
                 handled, failed = 0, True
+            except Exception as err:  # a bug must not end forwarding for good, nor leak data
+                log.error("fhir_cycle_crashed", error=type(err).__name__)
+                handled, failed = 0, True
             if failed:
                 failures += 1
                 # Not woken by new readings: during an outage that would be one request each.
