@@ -1,19 +1,20 @@
-"""Alarm latency under load: device publish to receipt at the huvudman's webhook.
+"""Alarm latency under load: device publish to receipt at the alarm centre (SCAIP over SIP).
 
 One run, on this machine, with broker, database, gateway, receiver and publishers sharing its
 cores:
 1. a fresh database and a Mosquitto started from the project's own configuration (the helpers
    of bench/ingest_drain.py); N devices assigned to one huvudman (14) for weight and alarm,
    with an alarm route;
-2. a RecordingReceiver (simulator/receivers.py) in this process, in its own thread, as that
-   huvudman's signed webhook (a sinks.toml written for it); `gateway serve` as a subprocess;
+2. a simulated alarm centre (simulator/arc.py, answering snu=0) and a RecordingReceiver
+   (simulator/receivers.py) as the huvudman's signed webhook, both in this process on their own
+   thread; a sinks.toml naming them; `gateway serve` as a subprocess;
 3. background load: a windowed QoS 1 publisher paced at --rate weight readings/s;
 4. alarm probes: a second client publishes native alarms at --alarms-per-s, each with its own
-   time and so its own event id; the publish time is taken here and the receipt time in the
-   receiver's request handler, matched by event id;
+   time and so its own event id; the publish time is taken here and the receipt time where the
+   ARC reads the `<mrq>` (matched by its ref, derived from the event id), and also where the
+   webhook receives the huvudman's copy;
 5. every second the outbox is sampled (pending deliveries), to see whether bulk delivery keeps
    up with ingest.
-The alarm centre (SCAIP to an ARC) is not built yet: the latency is to the huvudman's webhook.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ from bench.ingest_drain import (
 )
 from gateway import embedded
 from gateway.delivery import wire
+from gateway.delivery.scaip_alarm import ref_for
 from gateway.model import event_id
 from simulator.receivers import RecordingReceiver
 
 HUVUDMAN = "14"
+ARC_RECEIVER = "bench-arc"
 ALARM_TYPE = "fall"
 CLIENT_ID = "bench-alarm-gateway"
 TARGETS_MS = {"p50": 5.0, "p99": 25.0, "max": 250.0}
@@ -61,7 +64,28 @@ TARGETS_MS = {"p50": 5.0, "p99": 25.0, "max": 250.0}
 
 # --- the receiver, on its own event loop in a thread of this process ---------------------------
 
+class ArcProcess:
+    """The simulated alarm centre (bench/arc_process.py) in a process of its own."""
+
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.arc_process"], cwd=ROOT,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.udp_port = int(self.proc.stdout.readline().split()[1])
+
+    def stop(self) -> dict[str, float]:
+        """Ends it; when each alarm (`mty=ME`) arrived, by ref (time.monotonic)."""
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        return {r["ref"]: r["at"] for r in rows if r["mty"] == "ME" and r["ref"]}
+
+
 class ReceiverThread:
+    """The huvudman's webhook, on its own event loop in a thread."""
+
     def __init__(self) -> None:
         self.receiver = RecordingReceiver()
         self.loop = asyncio.new_event_loop()
@@ -78,14 +102,17 @@ class ReceiverThread:
         self.thread.join(10)
 
 
-def write_sinks(receiver: RecordingReceiver, folder: Path) -> Path:
-    """sinks.toml: the huvudman's webhook at the receiver, with its own secret file."""
+def write_sinks(receiver: RecordingReceiver, arc: ArcProcess, folder: Path) -> Path:
+    """sinks.toml: the huvudman's webhook at the receiver, with its own secret file, and the
+    alarm centre the devices' alarm route names."""
     secret = f"bench-secret-{uuid.uuid4().hex}"
     (folder / f"{HUVUDMAN}.secret").write_text(secret)
     receiver.endpoint(HUVUDMAN, secret.encode())
     path = folder / "sinks.toml"
     path.write_text(f'[[webhook]]\nhuvudman = "{HUVUDMAN}"\nurl = "{receiver.url(HUVUDMAN)}"\n'
-                    f'secret_file = "{HUVUDMAN}.secret"\nbatch_max = 500\ntimeout_s = 10.0\n')
+                    f'secret_file = "{HUVUDMAN}.secret"\nbatch_max = 500\ntimeout_s = 10.0\n\n'
+                    f'[[arc]]\nreceiver = "{ARC_RECEIVER}"\ncid = "4600000014"\n'
+                    f'primary = "udp://{arc.host}:{arc.udp_port}"\n')
     return path
 
 
@@ -150,7 +177,8 @@ class AlarmProbes(threading.Thread):
         super().__init__(name="alarm-probes", daemon=True)
         self.host, self.port, self.devices = host, port, devices
         self.per_s, self.count = per_s, int(per_s * seconds)
-        self.sent: dict[uuid.UUID, tuple[float, float]] = {}  # id -> (perf_counter, time.time)
+        # id -> (time.monotonic, time.time) at publish
+        self.sent: dict[uuid.UUID, tuple[float, float]] = {}
 
     def run(self) -> None:
         c = _client(f"bench-alarms-{uuid.uuid4().hex[:6]}", clean=True)
@@ -169,7 +197,7 @@ class AlarmProbes(threading.Thread):
             eid = event_id(device, f"alarm:{ALARM_TYPE}", at)
             payload = native.encode_message(
                 [], alarms=[{"type": ALARM_TYPE, "time": at.isoformat(), "priority": 1}])
-            self.sent[eid] = (time.perf_counter(), time.time())
+            self.sent[eid] = (time.monotonic(), time.time())
             c.publish(f"devices/{device}/up/native", payload, qos=1)
         time.sleep(0.5)
         c.disconnect()
@@ -302,21 +330,24 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
     device_ids = [f"BENCH-{i:05d}" for i in range(devices)]
     dsn, dbname, key_env = asyncio.run(_prepare_database(
         device_ids, Path(tempfile.mkdtemp(prefix="bench-keys-")),
-        kinds=("weight", "alarm"), alarm_route="bench-arc"))
+        kinds=("weight", "alarm"), alarm_route=ARC_RECEIVER))
     broker = embedded.start_mosquitto(Path(tempfile.mkdtemp(prefix="bench-mosquitto-")))
     host, port_s = broker.url.removeprefix("mqtt://").split(":")
     port = int(port_s)
     receiver = ReceiverThread()
     receiver.start()
+    arc = ArcProcess()
+    at_arc: dict[str, float] = {}
     received: dict[uuid.UUID, tuple[float, float]] = {}
 
     def on_items(items: list[wire.Item]) -> None:
-        at = (time.perf_counter(), time.time())
+        at = (time.monotonic(), time.time())
         for item in items:
             if item.lane == "alarm" and item.event_id not in received:
                 received[item.event_id] = at
 
-    sinks = write_sinks(receiver.receiver, Path(tempfile.mkdtemp(prefix="bench-sinks-")))
+    sinks = write_sinks(receiver.receiver, arc,
+                        Path(tempfile.mkdtemp(prefix="bench-sinks-")))
     receiver.receiver.endpoints[HUVUDMAN].on_items = on_items
     http_port = embedded.free_port()
     url = f"http://127.0.0.1:{http_port}"
@@ -362,21 +393,26 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
     finally:
         proc.terminate()
         proc.wait(30)
+        at_arc = arc.stop()
         receiver.stop()
         broker.stop()
     asyncio.run(_count_and_drop(dsn, dbname))
 
-    latencies = [(received[e][0] - s[0]) * 1000 for e, s in probes.sent.items() if e in received]
+    latencies = [(at_arc[ref_for(e)] - s[0]) * 1000 for e, s in probes.sent.items()
+                 if ref_for(e) in at_arc]
+    to_webhook = [(received[e][0] - s[0]) * 1000 for e, s in probes.sent.items()
+                  if e in received]
     # Where an alarm's time goes, from wall clocks on the one machine (ms, per alarm).
     to_gateway, to_store, to_receipt = [], [], []
     for e, (_, sent_wall) in probes.sent.items():
         stamps = final_db["alarm_stamps"].get(e)
-        if stamps is None or e not in received:
+        arrived = at_arc.get(ref_for(e))
+        if stamps is None or arrived is None:
             continue
         got, stored = stamps
         to_gateway.append((got - sent_wall) * 1000)
         to_store.append((stored - got) * 1000)
-        to_receipt.append((received[e][1] - stored) * 1000)
+        to_receipt.append((sent_wall + (arrived - probes.sent[e][0]) - stored) * 1000)
     summary = _summary(latencies)
     met = {k: summary[k] is not None and summary[k] <= v  # type: ignore[operator]
            for k, v in TARGETS_MS.items()}
@@ -390,19 +426,20 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "broker": broker.kind},
-        "note": ("Latency is measured from the device's MQTT publish (in this process) to "
-                 "receipt at the huvudman's signed webhook (RecordingReceiver, in this process), "
-                 "not to an alarm receiving centre: the SCAIP/ARC path is not built yet."),
+        "note": ("Latency is measured from the device's MQTT publish (in this process) to the "
+                 "moment the simulated alarm centre (simulator/arc.py, in this process) reads "
+                 "the <mrq> over SIP/UDP; the huvudman's webhook receipt is given beside it."),
         "settings": {"seconds": seconds, "rate_per_s": rate, "alarms_per_s": alarms_per_s,
                      "devices": devices, "publisher_window": window,
                      "gateway": "defaults (BATCH_MAX_EVENTS 2000, BATCH_MAX_WAIT_S 0.005)"},
         "alarm_latency_ms": summary,
         "alarms_sent": len(probes.sent),
         "alarms_received": len(latencies),
+        "alarm_to_huvudman_webhook_ms": _summary(to_webhook),
         "alarm_breakdown_ms_wall_clock": {
             "publish_to_gateway_received_at": _summary(to_gateway),
             "received_at_to_stored_at_tx_start": _summary(to_store),
-            "stored_at_tx_start_to_receipt": _summary(to_receipt)},
+            "stored_at_tx_start_to_arc_receipt": _summary(to_receipt)},
         "background": {
             "readings_published": load.published,
             "readings_acked_by_broker": load.acked,

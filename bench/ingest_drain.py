@@ -210,8 +210,11 @@ async def _prepare_database(devices: list[str], keys: Path, *,
     os.environ["PSEUDONYM_SECRET_FILE"] = str(secret)  # assignments seal their subjects
     await admin.apply_config(store, fleet)
     await store.close()
+    relay_public, relay_private = key_admin.relay_paths(keys)
     return dsn, name, {"PSEUDONYM_SECRET_FILE": str(secret),
-                       "QUARANTINE_PUBLIC_KEY_FILE": str(quarantine)}
+                       "QUARANTINE_PUBLIC_KEY_FILE": str(quarantine),
+                       "ALARM_RELAY_PUBLIC_KEY_FILE": str(relay_public),
+                       "ALARM_RELAY_PRIVATE_KEY_FILE": str(relay_private)}
 
 
 async def _count_and_drop(dsn: str, name: str | None) -> int:

@@ -33,9 +33,12 @@ async def history(store: Store, event_id: uuid.UUID) -> History | None:
              Step(event["received_at"], f"received by the gateway ({event['source']})"),
              Step(event["stored_at"], "committed: stored and queued for delivery")]
     for d in await store.fetch("alarm_deliveries", event_id):
-        target = (f"huvudman {d['huvudman']}" if d["huvudman"]
-                  else f"fallback receiver {d['receiver']}")
-        route = f" (alarm route {d['receiver']})" if d["huvudman"] and d["receiver"] else ""
+        if d["target"] == "arc":
+            target, route = f"alarm centre {d['receiver']}", ""
+        else:
+            target = (f"huvudman {d['huvudman']}" if d["huvudman"]
+                      else f"fallback receiver {d['receiver']}")
+            route = f" (alarm route {d['receiver']})" if d["huvudman"] and d["receiver"] else ""
         if d["state"] == "done":
             steps.append(Step(d["finished_at"] or d["created_at"],
                               f"delivered to {target}{route} after {d['attempts']} attempt(s)"))
@@ -47,6 +50,10 @@ async def history(store: Store, event_id: uuid.UUID) -> History | None:
             steps.append(Step(d["next_attempt_at"],
                               f"pending for {target}{route}, {d['attempts']} attempt(s) so far"
                               f"{why}; next attempt"))
+    for a in await store.fetch("alarm_arc_attempts", event_id):
+        snu = f" (snu {a['snu']})" if a["snu"] is not None else ""
+        steps.append(Step(a["at"], f"sent to alarm centre {a['receiver']} ({a['arc']}): "
+                                   f"{a['outcome'].replace('_', ' ')}{snu}"))
     for i in await store.fetch("alarm_incidents", event_id):
         steps.append(Step(i["created_at"], f"incident raised: {i['reason']}"))
         if i["resolved_at"]:

@@ -24,7 +24,7 @@ from gateway.crypto import (
     generate_secret,
     load_public_key,
 )
-from gateway.sealing import QUARANTINE
+from gateway.sealing import QUARANTINE, RELAY
 from gateway.store.connector import QUERIES, Store
 
 
@@ -45,6 +45,12 @@ def write_keypair(folder: Path, owner: str,
         out.write(private.to_pem())
     public_path.write_bytes(public.to_pem())
     return private, private_path, public_path
+
+
+def relay_paths(folder: Path) -> tuple[Path, Path]:
+    """Where `provision` leaves the alarm relay's keys: the public half beside ingest's
+    files, the private half with the key holders (the relay role: docs/delivery.md)."""
+    return folder / "ingest" / f"{RELAY}.public.pem", key_paths(folder / "node", RELAY)[0]
 
 
 def write_secret(path: Path) -> None:
@@ -90,15 +96,17 @@ async def provision(store: Store, folder: Path, huvudmän: list[str],
     own files in `folder/ingest`. Reuses what an earlier run made. Returns ingest's
     (pseudonym secret, quarantine public key) paths."""
     node, ingest = folder / "node", folder / "ingest"
-    for owner in [*huvudmän, QUARANTINE]:
+    for owner in [*huvudmän, QUARANTINE, RELAY]:
         private_path, public_path = key_paths(node, owner)
         if not private_path.exists():
             write_keypair(node, owner, suite)
-        if owner != QUARANTINE:
+        if owner not in (QUARANTINE, RELAY):
             await register(store, read_public(public_path), rotate=True)
     ingest.mkdir(parents=True, exist_ok=True)
     quarantine_public = ingest / f"{QUARANTINE}.public.pem"
     quarantine_public.write_bytes(key_paths(node, QUARANTINE)[1].read_bytes())
+    relay_public, _ = relay_paths(folder)
+    relay_public.write_bytes(key_paths(node, RELAY)[1].read_bytes())
     secret = ingest / "pseudonym.secret"
     if not secret.exists():
         write_secret(secret)

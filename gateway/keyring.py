@@ -6,9 +6,16 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from gateway.crypto import HuvudmanPublicKey, Pseudonymizer, Sealer, load_public_key
+from gateway.crypto import (
+    HuvudmanPublicKey,
+    Opener,
+    Pseudonymizer,
+    Sealer,
+    load_private_key,
+    load_public_key,
+)
 from gateway.registry import Registry
-from gateway.sealing import QUARANTINE, Sealing
+from gateway.sealing import QUARANTINE, RELAY, Sealing
 from gateway.settings import Settings
 
 
@@ -40,11 +47,39 @@ def pseudonymizer(settings: Settings) -> Pseudonymizer:
                                "`gateway keys pseudonym-secret FILE` makes one"))
 
 
-def build_sealing(settings: Settings, registry: Registry) -> Sealing:
+def relay_key(settings: Settings) -> HuvudmanPublicKey:
+    key = load_public_key(_read(settings.alarm_relay_public_key_file, "the alarm relay's key",
+                                "ALARM_RELAY_PUBLIC_KEY_FILE",
+                                f"`gateway keys generate {RELAY}` makes one; it is needed "
+                                "because config names alarm centres ([[arc]])"))
+    if key.huvudman != RELAY:
+        raise KeyringError(f"the alarm relay's key must belong to {RELAY}")
+    return key
+
+
+def relay_opener(settings: Settings) -> Opener | None:
+    """The relay's private key, when this instance is to resend what others left unfinished."""
+    path = settings.alarm_relay_private_key_file
+    if path is None:
+        return None
+    private = load_private_key(_read(path, "the alarm relay's private key",
+                                     "ALARM_RELAY_PRIVATE_KEY_FILE", "or leave it unset"))
+    if private.huvudman != RELAY:
+        raise KeyringError(f"the alarm relay's private key must belong to {RELAY}")
+    return Opener(RELAY, [private])
+
+
+def build_sealing(settings: Settings, registry: Registry, *,
+                  arc_receivers: frozenset[str] = frozenset(),
+                  arc_lease_s: float = 0.0) -> Sealing:
+    """`arc_receivers`: the alarm routes that are alarm centres; their alarms get a relay copy
+    (`arc_lease_s`: stored leased to this instance, which sends them at once)."""
     quarantine = quarantine_key(settings)
-    sealer = Sealer(registry.snapshot.public_keys | {QUARANTINE: quarantine},
-                    pseudonymizer(settings))
+    relay = relay_key(settings) if arc_receivers else None
+    own = {QUARANTINE: quarantine} | ({RELAY: relay} if relay is not None else {})
+    sealer = Sealer(registry.snapshot.public_keys | own, pseudonymizer(settings))
     return Sealing(sealer, registry.assignment_index,
                    fallback_alarm_receiver=settings.fallback_alarm_receiver,
                    quarantine_ttl=timedelta(seconds=settings.quarantine_ttl_s),
-                   quarantine_key=quarantine)
+                   quarantine_key=quarantine, relay_key=relay, arc_receivers=arc_receivers,
+                   arc_lease_s=arc_lease_s)

@@ -40,6 +40,15 @@ DELIVERY_REQUESTS = Counter("gateway_delivery_requests_total",
                             "Requests to sinks, by result (ok, failed)", ["sink", "result"])
 BREAKER_OPEN = Gauge("gateway_delivery_breaker_open", "1 while a sink's circuit is open",
                      ["sink"])
+ARC_ANSWERS = Counter("gateway_arc_answers_total",
+                      "Alarm centres' answers to alarms: accepted, hold, busy, not_treated, "
+                      "refused, no_answer, sip_error", ["receiver", "arc", "outcome"])
+ARC_ACCEPTED = Counter("gateway_arc_accepted_total", "Alarms an alarm centre accepted",
+                       ["receiver", "arc"])
+ARC_ESCALATED = Counter("gateway_arc_escalated_total",
+                        "Alarms moved to the next alarm centre", ["receiver"])
+ARC_UP = Gauge("gateway_arc_up", "1 while an alarm centre answers heartbeats",
+               ["receiver", "arc"])
 DELIVERY_PENDING = Gauge("gateway_delivery_pending", "Deliveries pending, by lane", ["lane"])
 DELIVERY_SECONDS = Histogram("gateway_delivery_latency_seconds",
                              "From the event's commit to its delivery being done", ["lane"],

@@ -72,8 +72,13 @@ class Pipeline:
     def __init__(self, store: Store, preparer: Preparer, *,
                  max_events: int = 2000, max_wait_s: float = 0.005,
                  on_committed: Callable[[str], None] | None = None,
-                 on_batch: Callable[[Sequence[Event]], None] | None = None) -> None:
+                 on_batch: Callable[[Sequence[Event]], None] | None = None,
+                 on_stored: Callable[[BatchRows, Sequence[Event], frozenset[uuid.UUID]], None]
+                 | None = None) -> None:
         self._store = store
+        # Called first after a commit, with what was stored and which events were new: the
+        # alarm relay sends alarms to their alarm centres from memory at once. Must not raise.
+        self._on_stored = on_stored
         # Called with the lane's name after a batch holding new events commits (delivery wakes).
         self._on_committed = on_committed
         # Called with every event of a committed batch, resends included (supervision: who
@@ -180,6 +185,11 @@ class Pipeline:
                 unique.setdefault(event.event_id, event)
         rows = self._preparer.prepare(list(unique.values()))
         result = await self._write_until_committed(lane, rows)
+        if result and self._on_stored is not None:
+            try:
+                self._on_stored(rows, list(unique.values()), result)
+            except Exception:  # the alarms are stored; recovery sends them after their lease
+                log.exception("on_stored_failed", lane=lane.name)
         self._preparer.confirm(rows)
         if result and self._on_committed is not None:
             self._on_committed(lane.name)

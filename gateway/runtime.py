@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 import uvicorn
 
 from gateway import erasure
+from gateway.delivery.arc import ArcForwarder
 from gateway.delivery.dispatcher import Dispatcher
-from gateway.delivery.sinks import build_sinks
-from gateway.keyring import build_sealing
+from gateway.delivery.scaip_client import ScaipClient
+from gateway.delivery.sinks import build_sinks, read_arcs
+from gateway.keyring import build_sealing, relay_opener
 from gateway.logs import get as get_logger
 from gateway.pipeline import Pipeline
 from gateway.registry import Registry
@@ -47,6 +49,7 @@ class Runtime:
     sip: SipListener | None = None
     dispatcher: Dispatcher | None = None
     supervisor: Supervisor | None = None
+    arc: ArcForwarder | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def ready(self) -> dict[str, bool]:
@@ -71,6 +74,7 @@ async def serve(settings: Settings, *, install_signals: bool = True,
                                 application_name="gateway-ingest")
     rt = Runtime(settings, store, stop_event=stop_event or asyncio.Event())
     delivery_store: Store | None = None
+    arc_store: Store | None = None
     loop = asyncio.get_running_loop()
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,7 +82,17 @@ async def serve(settings: Settings, *, install_signals: bool = True,
     try:
         await store.ensure_partitions()
         await rt.registry.reload(store)
-        sealing = build_sealing(settings, rt.registry)
+        arcs = read_arcs(settings.sinks_file) if settings.delivery_enabled else {}
+        if arcs:  # docs/delivery.md, "Alarm centres"
+            arc_store = await Store.connect(settings.database_url, max_size=2,
+                                            application_name="gateway-arc")
+            rt.arc = ArcForwarder(
+                arc_store, arcs, opener=relay_opener(settings),
+                client=ScaipClient(settings.arc_sip_host, settings.arc_sip_port),
+                lease_s=settings.arc_lease_s)
+        sealing = build_sealing(settings, rt.registry,
+                                arc_receivers=frozenset(arcs) if rt.arc else frozenset(),
+                                arc_lease_s=settings.arc_lease_s if rt.arc else 0.0)
 
         async def registry_changed() -> None:
             await rt.registry.reload(store)
@@ -98,12 +112,15 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         rt.pipeline = Pipeline(store, sealing, max_events=settings.batch_max_events,
                                max_wait_s=settings.batch_max_wait_s,
                                on_committed=rt.dispatcher.wake if rt.dispatcher else None,
-                               on_batch=rt.supervisor.observe if rt.supervisor else None)
+                               on_batch=rt.supervisor.observe if rt.supervisor else None,
+                               on_stored=rt.arc.stored if rt.arc else None)
         if rt.supervisor is not None:
             rt.supervisor.attach(rt.pipeline)
         pipeline_task = asyncio.create_task(rt.pipeline.run(), name="pipeline")
         if rt.dispatcher is not None:
             rt.dispatcher.start()
+        if rt.arc is not None:
+            await rt.arc.start()
         listen_stop = asyncio.Event()
         listener = asyncio.create_task(
             store.listen("registry_changed", registry_changed, listen_stop),
@@ -155,6 +172,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             await asyncio.to_thread(rt.mqtt.stop)
         if rt.dispatcher is not None:
             await rt.dispatcher.stop()
+        if rt.arc is not None:
+            await rt.arc.stop()
         listen_stop.set()
         maintenance.cancel()
         await asyncio.gather(listener, erasure_listener, return_exceptions=True)
@@ -164,6 +183,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
     finally:
         if delivery_store is not None:
             await delivery_store.close()
+        if arc_store is not None:
+            await arc_store.close()
         await store.close()
 
 

@@ -25,6 +25,10 @@ from gateway.routing import AssignmentIndex, Destination, Routing
 
 QUARANTINE = "hmc-quarantine"
 QUARANTINE_SUBJECT = "quarantine"
+# The alarm relay (gateway.delivery.arc): alarms routed to an alarm centre get one more copy,
+# sealed to it, so they can be sent again after a crash without ingest holding plaintext.
+RELAY = "hmc-alarm-relay"
+RELAY_SUBJECT = "alarm-relay"
 
 
 class Subject(msgspec.Struct, frozen=True):
@@ -42,6 +46,14 @@ class CopyPlaintext(msgspec.Struct, frozen=True):
     subjects: tuple[Subject, ...] = ()
     routed_at: datetime | None = None
     clock_fallback: bool = False
+
+
+class RelayPlaintext(msgspec.Struct, frozen=True):
+    """What the alarm relay finds in its copy: the alarm, and the alarm centres that may see
+    its position (the position is left out when none may)."""
+
+    event: Alarm
+    positions_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,11 @@ class DeliveryRow:
     assignment_id: uuid.UUID | None
     lane: str
     receiver: str | None
+    # 'owner': the owner's copy to its sink; 'arc': the alarm to the alarm centre `receiver`.
+    target: str = "owner"
+    # Stored as due this much later: an ARC row is leased to this instance's fast path.
+    delay_s: float = 0.0
+    with_position: bool = False  # ARC rows: the assignment lets this receiver see positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +127,16 @@ _encoder = msgspec.json.Encoder()
 class Sealing:
     def __init__(self, sealer: Sealer, index: Callable[[], AssignmentIndex], *,
                  fallback_alarm_receiver: str, quarantine_ttl: timedelta,
-                 quarantine_key: HuvudmanPublicKey) -> None:
+                 quarantine_key: HuvudmanPublicKey,
+                 relay_key: HuvudmanPublicKey | None = None,
+                 arc_receivers: frozenset[str] = frozenset(), arc_lease_s: float = 0.0) -> None:
+        if arc_receivers and relay_key is None:
+            raise ValueError("alarm centres are configured but the alarm relay's key is not")
         self._sealer = sealer
         self._quarantine_key = quarantine_key
+        self._relay_key = relay_key
+        self._arc_receivers = arc_receivers
+        self.arc_lease_s = arc_lease_s
         self._index = index
         self._fallback = fallback_alarm_receiver
         self._quarantine_ttl = quarantine_ttl
@@ -129,8 +153,11 @@ class Sealing:
         self._sealer.replace_public_keys(current)
 
     def replace_public_keys(self, keys: dict[str, HuvudmanPublicKey]) -> None:
-        """New or rotated huvudman keys (registry reload); HMC's quarantine key stays."""
-        self._sealer.replace_public_keys(keys | {QUARANTINE: self._quarantine_key})
+        """New or rotated huvudman keys (registry reload); HMC's own keys stay."""
+        own = {QUARANTINE: self._quarantine_key}
+        if self._relay_key is not None:
+            own[RELAY] = self._relay_key
+        self._sealer.replace_public_keys(keys | own)
 
     def prepare(self, events: Sequence[Event]) -> BatchRows:
         index = self._index()
@@ -184,9 +211,35 @@ class Sealing:
                            CopyPlaintext(event=event, routed_at=routing.routed_at,
                                          clock_fallback=routing.clock_fallback),
                            expires_at=expires)
+        if self._arc_receivers and isinstance(event, Alarm):
+            self._relay(event, routing, epoch, kind, rows)
+
+    def _relay(self, event: Alarm, routing: Routing, epoch: int, kind: str,
+               rows: BatchRows) -> None:
+        """One ARC delivery per alarm centre the alarm is routed to, and one relay copy."""
+        arcs: dict[str, Destination] = {}
+        with_position: set[str] = set()
+        for dest in routing.destinations:
+            receiver = dest.alarm_receiver
+            if receiver is None or receiver not in self._arc_receivers:
+                continue
+            arcs.setdefault(receiver, dest)
+            if dest.include_position and event.position is not None:
+                with_position.add(receiver)
+        if not arcs:
+            return
+        plain = RelayPlaintext(event=event if with_position
+                               else msgspec.structs.replace(event, position=None),
+                               positions_for=tuple(sorted(with_position)))
+        self._add_copy(rows, event, RELAY, RELAY_SUBJECT, epoch, kind, plain, expires_at=None)
+        for receiver, dest in arcs.items():
+            rows.deliveries.append(DeliveryRow(
+                event.event_id, dest.huvudman, dest.assignment_id, dest.lane, receiver,
+                target="arc", delay_s=self.arc_lease_s,
+                with_position=receiver in with_position))
 
     def _add_copy(self, rows: BatchRows, event: Event, recipient: str, subject_key: str,
-                  epoch: int, kind: str, plain: CopyPlaintext,
+                  epoch: int, kind: str, plain: CopyPlaintext | RelayPlaintext,
                   expires_at: datetime | None) -> None:
         sealed = self._sealer.seal(_encoder.encode(plain), event_id=event.event_id,
                                    huvudman=recipient, subject_ref=subject_key, epoch=epoch,

@@ -65,6 +65,19 @@ class Settings:
         "QUARANTINE_PUBLIC_KEY_FILE"))
     quarantine_ttl_s: float = field(default_factory=lambda: _float("QUARANTINE_TTL_S",
                                                                    7 * 86400))
+    # The alarm relay (docs/delivery.md, "Alarm centres"): alarms routed to an alarm centre are
+    # also sealed to its public key; an instance given the private key also resends alarms
+    # that another (stopped) instance left unfinished.
+    alarm_relay_public_key_file: Path | None = field(default_factory=lambda: _path(
+        "ALARM_RELAY_PUBLIC_KEY_FILE"))
+    alarm_relay_private_key_file: Path | None = field(default_factory=lambda: _path(
+        "ALARM_RELAY_PRIVATE_KEY_FILE"))
+    # The UDP address alarms leave from and alarm centres answer to (port 0: any free one).
+    arc_sip_host: str = field(default_factory=lambda: os.environ.get("ARC_SIP_HOST",
+                                                                     "127.0.0.1"))
+    arc_sip_port: int = field(default_factory=lambda: _int("ARC_SIP_PORT", 0))
+    # How long an alarm being sent stays this instance's before another may take it over.
+    arc_lease_s: float = field(default_factory=lambda: _float("ARC_LEASE_S", 30.0))
     # Where an alarm goes that no assignment routes to an alarm receiver (never dropped).
     fallback_alarm_receiver: str = field(default_factory=lambda: os.environ.get(
         "FALLBACK_ALARM_RECEIVER", "hmc-fallback-arc"))

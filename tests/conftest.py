@@ -25,8 +25,10 @@ from gateway.sealing import Sealing
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
+from simulator.arc import ScaipArc
 from simulator.receivers import RecordingReceiver
 from tests.support import (
+    ARC_TEST_RECEIVERS,
     NODE_TEST_HUVUDMAN,
     FakeDevice,
     Keys,
@@ -115,7 +117,8 @@ async def _prepared(database_url: str,
     folder = tmp_path_factory.mktemp("keys")
     secret, quarantine = await key_admin.provision(s, folder, [h.code for h in config.huvudman])
     os.environ["PSEUDONYM_SECRET_FILE"] = str(secret)
-    yield s, Keys(folder / "node", secret, quarantine)
+    relay_public, relay_private = key_admin.relay_paths(folder)
+    yield s, Keys(folder / "node", secret, quarantine, relay_public, relay_private)
     await s.close()
 
 
@@ -166,8 +169,24 @@ def node_endpoint(tmp_path_factory: pytest.TempPathFactory) -> NodeEndpoint:
 
 
 @pytest.fixture(scope="session")
+async def arcs() -> AsyncIterator[dict[str, tuple[ScaipArc, ScaipArc]]]:
+    """Simulated alarm centres, a primary and a secondary per test receiver (ARC_TEST_RECEIVERS),
+    answering OK until a test says otherwise."""
+    pairs = {name: (ScaipArc(hbi=1, tcp=False), ScaipArc(hbi=1, tcp=False))
+             for name in ARC_TEST_RECEIVERS}
+    for primary, secondary in pairs.values():
+        await primary.start()
+        await secondary.start()
+    yield pairs
+    for primary, secondary in pairs.values():
+        await primary.stop()
+        await secondary.stop()
+
+
+@pytest.fixture(scope="session")
 async def gateway(database_url: str, broker: embedded.Service, store: Store, keys: Keys,
                   receiver: RecordingReceiver, node_endpoint: NodeEndpoint,
+                  arcs: dict[str, tuple[ScaipArc, ScaipArc]],
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningGateway]:
     """Ingest running in the test's event loop, against the real database and broker."""
     from gateway.runtime import Runtime, serve
@@ -178,7 +197,10 @@ async def gateway(database_url: str, broker: embedded.Service, store: Store, key
         mqtt_client_id=f"gw-test-{uuid.uuid4().hex[:8]}", http_max_body_bytes=65536,
         pseudonym_secret_file=keys.pseudonym_secret,
         quarantine_public_key_file=keys.quarantine_public, sip_port=embedded.free_port(),
-        sinks_file=write_sinks(receiver, tmp_path_factory.mktemp("sinks"), node_endpoint),
+        sinks_file=write_sinks(receiver, tmp_path_factory.mktemp("sinks"), node_endpoint,
+                               arcs),
+        alarm_relay_public_key_file=keys.relay_public,
+        alarm_relay_private_key_file=keys.relay_private, arc_lease_s=2.0,
         delivery_backoff_base_s=0.05, delivery_breaker_open_s=1.0,
         # Tests call the supervisor's check() themselves; a background check at a random
         # moment would race them.

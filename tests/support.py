@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import threading
 import time
 import uuid
@@ -29,6 +30,8 @@ class Keys:
     node: Path
     pseudonym_secret: Path
     quarantine_public: Path
+    relay_public: Path | None = None
+    relay_private: Path | None = None
 
     def private(self, owner: str) -> HuvudmanPrivateKey:
         return load_private_key((self.node / f"{owner}.private.pem").read_bytes())
@@ -134,10 +137,12 @@ class MqttProbe:
 
 
 async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll an async predicate until it returns something truthy; return that value."""
+    """Poll a predicate (async or not) until it returns something truthy; return that value."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await predicate()
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value or time.monotonic() > deadline:
             return value
         await asyncio.sleep(interval)
@@ -190,11 +195,27 @@ class NodeEndpoint:
         return f"http://127.0.0.1:{self.port}/v1/deliveries"
 
 
-def write_sinks(receiver: Any, folder: Path, node: NodeEndpoint | None = None) -> Path:
+# Alarm centres of the test gateway (tests/test_arc_forwarding.py): each receiver name gets a
+# simulated primary and secondary ARC (simulator/arc.py), with short timings.
+ARC_TEST_RECEIVERS = ("test-arc-ok", "test-arc-hold", "test-arc-busy", "test-arc-silent",
+                      "test-arc-recover", "test-arc-scaip")
+ARC_TEST_TIMING = {"answer_timeout_s": 1.0, "accept_within_s": 3.0,
+                   "hold_resend_s": (0.2, 0.4), "retry_s": 0.5}
+
+
+def write_sinks(receiver: Any, folder: Path, node: NodeEndpoint | None = None,
+                arcs: dict[str, tuple[Any, Any]] | None = None) -> Path:
     """config/sinks.toml for the test gateway: one webhook per test huvudman, pointing at
-    `receiver` (simulator.receivers.RecordingReceiver), each with its own secret file; and one
-    for `node`'s huvudman, pointing at the node."""
+    `receiver` (simulator.receivers.RecordingReceiver), each with its own secret file; one
+    for `node`'s huvudman, pointing at the node; and an `[[arc]]` per entry of `arcs`
+    (receiver name -> simulated primary and secondary ARC)."""
     lines = []
+    for name, (primary, secondary) in (arcs or {}).items():
+        timing = "".join(f"{k} = {list(v) if isinstance(v, tuple) else v}\n"
+                         for k, v in ARC_TEST_TIMING.items())
+        lines.append(f'[[arc]]\nreceiver = "{name}"\ncid = "4600000001"\n'
+                     f'primary = "udp://{primary.host}:{primary.udp_port}"\n'
+                     f'secondary = "udp://{secondary.host}:{secondary.udp_port}"\n{timing}')
     if node is not None:
         lines.append(f'[[webhook]]\nhuvudman = "{node.huvudman}"\nurl = "{node.url}"\n'
                      f'secret_file = "{node.secret_file}"\nbatch_max = 50\ntimeout_s = 2.0\n')

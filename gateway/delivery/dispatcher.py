@@ -52,7 +52,7 @@ class Dispatcher:
     def __init__(self, store: Store, sinks: Mapping[str, Sink], *, max_attempts: int = 20,
                  backoff_base_s: float = 1.0, breaker_failures: int = 5,
                  breaker_open_s: float = 30.0, poll_s: float = 1.0,
-                 listen: bool = True) -> None:
+                 listen: bool = True, bulk_workers: int = 2) -> None:
         self._store = store
         self._sinks = dict(sinks)
         self._breakers = {s.name: Breaker(breaker_failures, breaker_open_s)
@@ -65,6 +65,10 @@ class Dispatcher:
         self._backoff_base_s = backoff_base_s
         self._poll_s = poll_s
         self._listen = listen
+        # Bulk cycles are claim, send, settle, one after another: one cycle's database round
+        # trips and the receiver's time add up. Two cycles side by side (SKIP LOCKED keeps
+        # them apart) let one send while the other claims or settles.
+        self._bulk_workers = max(1, bulk_workers)
         self._wake = {lane: asyncio.Event() for lane in LANES}
         self._due: dict[str, list[float]] = {lane: [] for lane in LANES}
         self._stopping = asyncio.Event()
@@ -87,8 +91,9 @@ class Dispatcher:
     # --- running ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._lane_loop(lane), name=f"delivery-{lane}")
-                       for lane in LANES]
+        self._tasks = [asyncio.create_task(self._lane_loop("alarm"), name="delivery-alarm")]
+        self._tasks += [asyncio.create_task(self._lane_loop("bulk"), name=f"delivery-bulk-{n}")
+                        for n in range(self._bulk_workers)]
         self._tasks.append(asyncio.create_task(self._gauge_loop(), name="delivery-gauge"))
         if self._listen:
             self._tasks.append(asyncio.create_task(

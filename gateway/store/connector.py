@@ -86,6 +86,7 @@ class Store:
             [k.recipient_key_id for k in keys], [k.suite.value for k in keys],
             [k.wrapped for k in keys],
             [i.event_id for i in inc], [i.device_id for i in inc], [i.reason for i in inc],
+            [d.target for d in dl], [d.delay_s for d in dl],
         )
         assert row is not None
         return BatchResult(frozenset(row["new_ids"] or ()), int(row["queued"]),

@@ -27,10 +27,13 @@ WITH inserted AS (
     ON CONFLICT DO NOTHING
     RETURNING 1
 ), queued AS (
-    INSERT INTO delivery (event_id, measured_at, huvudman, assignment_id, lane, receiver)
-    SELECT d.event_id, i.measured_at, d.huvudman, d.assignment_id, d.lane, d.receiver
-    FROM unnest($18::uuid[], $19::text[], $20::uuid[], $21::text[], $22::text[])
-        AS d(event_id, huvudman, assignment_id, lane, receiver)
+    INSERT INTO delivery (event_id, measured_at, huvudman, assignment_id, lane, receiver,
+                          target, next_attempt_at)
+    SELECT d.event_id, i.measured_at, d.huvudman, d.assignment_id, d.lane, d.receiver,
+           d.target, now() + make_interval(secs => d.delay)
+    FROM unnest($18::uuid[], $19::text[], $20::uuid[], $21::text[], $22::text[], $33::text[],
+                $34::float8[])
+        AS d(event_id, huvudman, assignment_id, lane, receiver, target, delay)
     JOIN inserted i USING (event_id)
     ON CONFLICT DO NOTHING
     RETURNING 1
@@ -309,7 +312,7 @@ SELECT state FROM device WHERE id = $1 FOR UPDATE;
 -- a sink for ($4 huvudmän, $5 fallback receivers) are claimed: the rest wait untouched.
 WITH due AS (
     SELECT id FROM delivery
-    WHERE state = 'pending' AND lane = $1 AND next_attempt_at <= now()
+    WHERE state = 'pending' AND lane = $1 AND next_attempt_at <= now() AND target = 'owner'
       AND (huvudman = ANY($4::text[]) OR (huvudman IS NULL AND receiver = ANY($5::text[])))
     ORDER BY next_attempt_at LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -414,8 +417,8 @@ SELECT event_id, device_id, measured_at, received_at, stored_at, routed_at, flag
 FROM event WHERE event_id = $1 AND event_type = 'alarm';
 
 -- name: alarm_deliveries
-SELECT id, huvudman, receiver, lane, state, attempts, created_at, finished_at, next_attempt_at,
-       last_error
+SELECT id, huvudman, receiver, lane, target, state, attempts, created_at, finished_at,
+       next_attempt_at, last_error
 FROM delivery WHERE event_id = $1 ORDER BY id;
 
 -- name: alarm_incidents
@@ -434,3 +437,53 @@ WHERE e.event_type = 'alarm' AND e.received_at >= $1
 GROUP BY e.event_id, e.device_id, e.received_at, e.stored_at
 ORDER BY e.received_at DESC
 LIMIT $2;
+
+-- name: arc_claim
+-- Alarms to alarm centres whose lease ran out (the instance sending them stopped): up to $1,
+-- for the receivers $2 this instance forwards to, not those it is already handling ($3),
+-- leased for $4. With the relay's sealed copy and its wrapped data key.
+WITH due AS (
+    SELECT id FROM delivery
+    WHERE state = 'pending' AND lane = 'alarm' AND target = 'arc' AND next_attempt_at <= now()
+      AND receiver = ANY($2::text[]) AND NOT (event_id = ANY($3::uuid[]))
+    ORDER BY next_attempt_at LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE delivery d SET next_attempt_at = now() + $4::interval, attempts = attempts + 1
+    FROM due WHERE d.id = due.id
+    RETURNING d.*
+)
+SELECT c.id, c.event_id, c.measured_at, c.receiver, cp.envelope, k.key_id,
+       k.huvudman AS key_owner, k.subject_pseudonym, k.epoch, k.recipient_key_id, k.suite,
+       k.wrapped
+FROM claimed c
+LEFT JOIN event_copy cp ON cp.event_id = c.event_id AND cp.measured_at = c.measured_at
+                       AND cp.recipient = 'hmc-alarm-relay'
+LEFT JOIN data_key k ON k.key_id = cp.key_id;
+
+-- name: arc_extend_lease
+-- The alarms this instance is still handling ($1 event ids, $2 receivers, pairwise) stay its own.
+UPDATE delivery d SET next_attempt_at = now() + $3::interval
+FROM unnest($1::uuid[], $2::text[]) AS t(event_id, receiver)
+WHERE d.target = 'arc' AND d.state = 'pending' AND d.event_id = t.event_id
+  AND d.receiver = t.receiver;
+
+-- name: arc_done
+-- An alarm centre accepted the alarm ($3 requests were sent on the way).
+UPDATE delivery SET state = 'done', finished_at = now(), last_error = NULL,
+                    attempts = attempts + $3
+WHERE target = 'arc' AND event_id = $1 AND receiver = $2 AND state = 'pending';
+
+-- name: arc_dead
+UPDATE delivery SET state = 'dead', finished_at = now(), last_error = $2
+WHERE id = $1 AND state = 'pending';
+
+-- name: arc_attempt_add
+INSERT INTO arc_attempt (event_id, receiver, arc, outcome, snu) VALUES ($1, $2, $3, $4, $5);
+
+-- name: arc_incident
+INSERT INTO incident (event_id, device_id, reason) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING;
+
+-- name: alarm_arc_attempts
+SELECT receiver, arc, outcome, snu, at FROM arc_attempt WHERE event_id = $1 ORDER BY id;

@@ -16,3 +16,5 @@ CREATE TABLE arc_attempt (
     at           timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX arc_attempt_event ON arc_attempt (event_id);
+-- The relay's lease updates and settlements find ARC rows by event; only those are indexed.
+CREATE INDEX delivery_arc ON delivery (event_id) WHERE target = 'arc';

@@ -1,0 +1,320 @@
+"""Alarms to alarm receiving centres (ARCs) over SCAIP, with escalation (docs/delivery.md).
+
+Every alarm whose route names an ARC (an `[[arc]]` entry of config/sinks.toml) is stored with a
+delivery row `target = 'arc'` and one more sealed copy, to the alarm relay's key
+(`hmc-alarm-relay`). This module sends it:
+
+- **Fast path.** Right after the alarm's commit the pipeline hands over what it just committed
+  (`committed()`); the alarm is still in memory, so it goes to the ARC at once, without a
+  database round trip and without opening anything. The row was stored leased
+  (`next_attempt_at` ahead) and the lease is extended while the alarm is being handled, so no
+  other instance takes it meanwhile.
+- **Recovery.** A row whose lease ran out (the instance handling it stopped or crashed) is
+  claimed (`FOR UPDATE SKIP LOCKED`) by an instance holding the relay's *private* key, which
+  opens the relay copy (audited, `alarm_relay.open`) and handles it the same way.
+
+Handling one alarm follows SS 91100 §5 from the sender's side:
+- `snu=0`: accepted; the delivery is done.
+- `snu=4` hold: the *same* ref again after 5-20 s (`hold_resend_s`), to the same ARC, until it
+  is accepted or `accept_within_s` has passed; then the next ARC.
+- `snu=5`/`6` (not treated, busy), a message error, a SIP error, or no `<mrs>` within
+  `answer_timeout_s`: the next ARC (the secondary) at once; the one left gets `mty=RE`.
+- Moving to the next ARC raises an incident (`arc_escalated`); when every ARC has failed, an
+  incident `arc_unreachable`, a pause of about `retry_s`, and the primary again. An alarm is
+  never given up.
+Every answer is recorded in `arc_attempt` (ids, which ARC, outcome, snu), so the alarm's history
+shows when it was sent, held, escalated and accepted.
+
+Heartbeats: each ARC address gets `mty=PI` with `hbo=001` at start and then at the interval the
+ARC asks for in `<hbi>`; `gateway_arc_up{receiver,arc}` says whether it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import string
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+
+from adapters.scaip import Snu
+from gateway import audit, metrics
+from gateway.crypto import CryptoError, KeySuite, Opener, WrappedKey
+from gateway.delivery.arc_config import ArcSpec
+from gateway.delivery.scaip_alarm import alarm_mrq, ping_mrq, ref_for, reset_mrq
+from gateway.delivery.scaip_client import Answer, ScaipClient
+from gateway.logs import get as get_logger
+from gateway.model import Alarm, Event
+from gateway.sealing import BatchRows, DeliveryRow, RelayPlaintext
+from gateway.store.connector import Store
+
+log = get_logger("arc")
+
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+_OUTCOME_BY_SNU = {Snu.OK: "accepted", Snu.HOLD: "hold", Snu.NOT_TREATED: "not_treated",
+                   Snu.BUSY: "busy"}
+_REF_CHARS = string.ascii_uppercase + string.digits
+HEARTBEAT_RETRY_S = 30.0
+DEFAULT_HEARTBEAT_MIN = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ArcJob:
+    event_id: uuid.UUID
+    receiver: str
+    alarm: Alarm
+    with_position: bool
+
+
+class ArcForwarder:
+    def __init__(self, store: Store, specs: Mapping[str, ArcSpec], *,
+                 opener: Opener | None = None, client: ScaipClient | None = None,
+                 lease_s: float = 30.0, poll_s: float = 1.0, heartbeats: bool = True,
+                 rng: random.Random | None = None) -> None:
+        self._store = store
+        self._specs = dict(specs)
+        self._opener = opener
+        self.client = client or ScaipClient()
+        self.lease_s = lease_s
+        self._poll_s = poll_s
+        self._heartbeats = heartbeats
+        self._rng = rng or random.Random()
+        self._jobs: dict[tuple[uuid.UUID, str], asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        # Per (receiver, "primary" | "secondary"): answering heartbeats, and at what interval.
+        self.up: dict[tuple[str, str], bool] = {}
+        self.intervals: dict[tuple[str, str], float] = {}
+        # Called with (event_id, receiver) when an ARC accepts (benchmarks, tests).
+        self.on_accepted: Callable[[uuid.UUID, str], None] | None = None
+
+    @property
+    def receivers(self) -> frozenset[str]:
+        return frozenset(self._specs)
+
+    @property
+    def active(self) -> int:
+        return len(self._jobs)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.client.start()
+        self._tasks.append(asyncio.create_task(self._lease_loop(), name="arc-lease"))
+        if self._opener is not None:
+            self._tasks.append(asyncio.create_task(self._recover_loop(), name="arc-recover"))
+        if self._heartbeats:
+            for spec in self._specs.values():
+                for which, address in spec.targets:
+                    self._tasks.append(asyncio.create_task(
+                        self._heartbeat_loop(spec, which, address),
+                        name=f"arc-heartbeat-{spec.receiver}-{which}"))
+        log.info("arc_forwarder_started", receivers=len(self._specs), port=self.client.port,
+                 recovery=self._opener is not None)
+
+    async def stop(self) -> None:
+        """Stop sending. Alarms not yet accepted stay pending; their leases run out and an
+        instance holding the relay key takes them (docs/delivery.md)."""
+        self._stopping.set()
+        tasks = [*self._tasks, *self._jobs.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._jobs.clear()
+        await self.client.stop()
+
+    # --- fast path ----------------------------------------------------------------------------
+
+    def stored(self, rows: BatchRows, events: Sequence[Event],
+               new_ids: frozenset[uuid.UUID]) -> None:
+        """Pipeline hook (`on_stored`), on the event loop, right after a commit."""
+        for job in jobs_from(rows.deliveries, events, new_ids):
+            self._spawn(job)
+
+    def _spawn(self, job: ArcJob) -> None:
+        key = (job.event_id, job.receiver)
+        if self._stopping.is_set() or key in self._jobs or job.receiver not in self._specs:
+            return
+        task = asyncio.create_task(self._handle(job), name=f"arc-{job.event_id}")
+        self._jobs[key] = task
+        task.add_done_callback(lambda _t: self._jobs.pop(key, None))
+
+    # --- one alarm ----------------------------------------------------------------------------
+
+    async def _handle(self, job: ArcJob) -> None:
+        spec = self._specs[job.receiver]
+        mrq = alarm_mrq(job.alarm, gateway_cid=spec.cid, with_position=job.with_position)
+        ref = ref_for(job.event_id)
+        targets = spec.targets
+        sent = 0
+        while not self._stopping.is_set():
+            for index, (which, address) in enumerate(targets):
+                accepted, count = await self._try_target(job, spec, which, address, mrq, ref)
+                sent += count
+                if accepted:
+                    await self._finish(job, which, sent)
+                    return
+                if index + 1 < len(targets):
+                    metrics.ARC_ESCALATED.labels(job.receiver).inc()
+                    log.warning("arc_escalated", event_id=str(job.event_id),
+                                receiver=job.receiver, to=targets[index + 1][0])
+                    await self._incident(job, "arc_escalated")
+            await self._incident(job, "arc_unreachable")
+            log.error("arc_unreachable", event_id=str(job.event_id), receiver=job.receiver)
+            await asyncio.sleep(self._rng.uniform(0.5, 1.5) * spec.retry_s)
+
+    async def _try_target(self, job: ArcJob, spec: ArcSpec, which: str,
+                          address: tuple[str, int], mrq: bytes, ref: str) -> tuple[bool, int]:
+        """Send to one ARC until it accepts (True), or refuses, holds too long or is silent."""
+        give_up_at = time.monotonic() + spec.accept_within_s
+        sent = 0
+        while True:
+            sent += 1
+            answer = await self.client.request(address, mrq, ref, timeout_s=spec.answer_timeout_s)
+            outcome, snu = _outcome(answer)
+            metrics.ARC_ANSWERS.labels(job.receiver, which, outcome).inc()
+            await self._record(job, which, outcome, snu)
+            if outcome == "accepted":
+                return True, sent
+            if outcome == "hold":
+                wait = self._rng.uniform(*spec.hold_resend_s)
+                if time.monotonic() + wait < give_up_at:
+                    await asyncio.sleep(wait)
+                    continue
+            # Tell the ARC left behind that the alarm is handled elsewhere (SS 91100 §5).
+            with contextlib.suppress(OSError, ValueError):
+                self.client.send_only(address, reset_mrq(job.alarm, gateway_cid=spec.cid))
+            return False, sent
+
+    async def _finish(self, job: ArcJob, which: str, sent: int) -> None:
+        metrics.ARC_ACCEPTED.labels(job.receiver, which).inc()
+        if self.on_accepted is not None:
+            self.on_accepted(job.event_id, job.receiver)
+        await self._write("arc_done", job.event_id, job.receiver, sent)
+
+    async def _record(self, job: ArcJob, which: str, outcome: str, snu: int | None) -> None:
+        await self._write("arc_attempt_add", job.event_id, job.receiver, which, outcome, snu)
+
+    async def _incident(self, job: ArcJob, reason: str) -> None:
+        await self._write("arc_incident", job.event_id, job.alarm.device_id, reason)
+
+    async def _write(self, query: str, *args: object) -> None:
+        """History and settlement: retried while the database is away, never blocking the
+        next send longer than it takes (the alarm has already gone)."""
+        delay = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._store.execute(query, *args)
+                return
+            except DB_ERRORS as err:
+                log.warning("arc_write_failed", query=query, error=type(err).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # --- leases and recovery ------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        lease = timedelta(seconds=self.lease_s)
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.lease_s / 3)
+            keys = list(self._jobs)
+            if not keys:
+                continue
+            try:
+                await self._store.execute("arc_extend_lease", [k[0] for k in keys],
+                                          [k[1] for k in keys], lease)
+            except DB_ERRORS as err:
+                log.warning("arc_lease_failed", error=type(err).__name__)
+
+    async def _recover_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.recover_once()
+            except DB_ERRORS as err:
+                log.warning("arc_recover_failed", error=type(err).__name__)
+            await asyncio.sleep(self._poll_s)
+
+    async def recover_once(self, limit: int = 50) -> int:
+        """Claim alarms whose lease ran out and handle them; returns how many."""
+        assert self._opener is not None
+        rows = await self._store.fetch(
+            "arc_claim", limit, list(self._specs), [k[0] for k in self._jobs],
+            timedelta(seconds=self.lease_s))
+        for row in rows:
+            job = self._open(row)
+            if job is None:
+                await self._write("arc_dead", row["id"], "relay copy cannot be opened")
+                continue
+            async with self._store.pool.acquire() as conn:
+                await audit.record(conn, "alarm_relay.open", str(row["event_id"]),
+                                   receiver=row["receiver"])
+            log.info("arc_recovered", event_id=str(row["event_id"]), receiver=row["receiver"])
+            self._spawn(job)
+        return len(rows)
+
+    def _open(self, row: asyncpg.Record) -> ArcJob | None:
+        assert self._opener is not None
+        if row["envelope"] is None or row["key_id"] is None:
+            return None
+        key = WrappedKey(key_id=bytes(row["key_id"]), huvudman=row["key_owner"],
+                         subject_pseudonym=bytes(row["subject_pseudonym"]), epoch=row["epoch"],
+                         recipient_key_id=bytes(row["recipient_key_id"]),
+                         suite=KeySuite(row["suite"]), wrapped=bytes(row["wrapped"]))
+        try:
+            plain = msgspec.json.decode(
+                self._opener.open(bytes(row["envelope"]), event_id=row["event_id"],
+                                  kind="alarm", wrapped_key=key), type=RelayPlaintext)
+        except (CryptoError, msgspec.DecodeError, msgspec.ValidationError) as err:
+            log.error("arc_relay_copy_unreadable", event_id=str(row["event_id"]),
+                      error=type(err).__name__)
+            return None
+        receiver = row["receiver"]
+        return ArcJob(row["event_id"], receiver, plain.event, receiver in plain.positions_for)
+
+    # --- heartbeats ---------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self, spec: ArcSpec, which: str, address: tuple[str, int]) -> None:
+        interval = DEFAULT_HEARTBEAT_MIN * 60.0
+        while not self._stopping.is_set():
+            ref = "".join(secrets.choice(_REF_CHARS) for _ in range(12))
+            answer = await self.client.request(address, ping_mrq(ref, gateway_cid=spec.cid),
+                                               ref, timeout_s=spec.answer_timeout_s)
+            up = answer.mrs is not None and answer.mrs.snu == Snu.OK
+            if answer.mrs is not None and answer.mrs.hbi is not None:
+                interval = answer.mrs.hbi * 60.0
+            key = (spec.receiver, which)
+            self.intervals[key] = interval
+            if self.up.get(key) is not up:
+                (log.info if up else log.warning)(
+                    "arc_heartbeat", receiver=spec.receiver, arc=which, up=up,
+                    interval_s=interval)
+            self.up[key] = up
+            metrics.ARC_UP.labels(spec.receiver, which).set(1 if up else 0)
+            await asyncio.sleep(interval if up else min(interval, HEARTBEAT_RETRY_S))
+
+
+def _outcome(answer: Answer) -> tuple[str, int | None]:
+    if answer.mrs is None:
+        return ("no_answer" if answer.sip_status is None or answer.sip_status < 300
+                else "sip_error"), None
+    snu = answer.mrs.snu
+    return _OUTCOME_BY_SNU.get(Snu(snu) if snu in Snu._value2member_map_ else Snu.UNDEFINED,
+                               "refused"), snu
+
+
+def jobs_from(deliveries: Sequence[DeliveryRow], events: Sequence[Event],
+              new_ids: frozenset[uuid.UUID]) -> list[ArcJob]:
+    """The ARC jobs of a committed batch (only events that were new: a resend was forwarded
+    when it was first stored)."""
+    alarms = {e.event_id: e for e in events if isinstance(e, Alarm) and e.event_id in new_ids}
+    return [ArcJob(d.event_id, d.receiver, alarms[d.event_id], d.with_position)
+            for d in deliveries
+            if d.target == "arc" and d.receiver is not None and d.event_id in alarms]
