@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Protocol, Self
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -29,6 +30,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -208,9 +210,58 @@ class WebhookSpec(BaseModel):
         return destination(self.huvudman, self.receiver)
 
 
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+# Topic levels of letters, digits, `_`, `.`, `-`: no wildcard, no empty level, no `$` topic.
+TopicPrefix = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")]
+
+
+class MqttSpec(BaseModel):
+    """One `[[mqtt]]`: a huvudman's own broker (gateway.delivery.mqtt_bridge)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    huvudman: Code
+    # No user:password@ in the URL: credentials live in files or the environment, not here.
+    url: Annotated[str, StringConstraints(
+        pattern=r"^mqtts?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")]
+    topic_prefix: TopicPrefix = "hmc-gateway"
+    username: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f]{1,256}$")] | None = None
+    password_file: Path | None = None
+    password_env: EnvName | None = None
+    secret_file: Path | None = None  # the HMAC secret shared with the huvudman, as a webhook's
+    secret_env: EnvName | None = None
+    ca_file: Path | None = None
+    client_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    require_subscriber: bool = True
+    batch_max: Annotated[int, Field(ge=1, le=5000)] = 500
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _port(cls, url: str) -> str:
+        urlsplit(url).port  # noqa: B018  (raises ValueError when out of range)
+        return url
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.secret_file is None) == (self.secret_env is None):
+            raise ValueError("give exactly one of secret_file and secret_env")
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give at most one of password_file and password_env")
+        if (self.password_file or self.password_env) and self.username is None:
+            raise ValueError("password_file or password_env needs a username")
+        if self.ca_file is not None and not self.url.startswith("mqtts://"):
+            raise ValueError("ca_file needs an mqtts:// url")
+        return self
+
+    @property
+    def destination(self) -> str:
+        return self.huvudman
+
+
 class SinksFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     webhook: list[WebhookSpec] = []
+    mqtt: list[MqttSpec] = []
 
 
 class SinkConfigError(Exception):
@@ -225,50 +276,77 @@ def destination(huvudman: str | None, receiver: str | None) -> str:
     return huvudman if huvudman is not None else f"{RECEIVER_PREFIX}{receiver}"
 
 
-def read_sinks(path: Path) -> dict[str, WebhookSpec]:
-    """The webhooks of `path` by destination; no file means no sinks (deliveries wait)."""
-    if not path.exists():
-        return {}
+def read_sinks(path: Path) -> dict[str, WebhookSpec | MqttSpec]:
+    """The sinks of `path` by destination; no file means no sinks (deliveries wait)."""
+    return {dest: spec for dest, (_, spec) in _entries(path).items()}
+
+
+def _parse(path: Path) -> SinksFile:
     try:
-        parsed = SinksFile.model_validate(tomllib.loads(path.read_text("utf-8")))
+        return SinksFile.model_validate(tomllib.loads(path.read_text("utf-8")))
     except tomllib.TOMLDecodeError as err:
         raise SinkConfigError(f"{path}: not valid TOML: {err}") from None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise SinkConfigError(f"{path}: {where}: {first['msg']}") from None
-    specs: dict[str, WebhookSpec] = {}
-    for n, spec in enumerate(parsed.webhook):
-        if spec.destination in specs:
-            raise SinkConfigError(f"{path}: webhook.{n}: a second webhook for "
-                                  f"{spec.destination}")
-        specs[spec.destination] = spec
+
+
+def _entries(path: Path) -> dict[str, tuple[str, WebhookSpec | MqttSpec]]:
+    """Each destination's entry and where it is in the file (`webhook.0`, `mqtt.1`, ...)."""
+    if not path.exists():
+        return {}
+    parsed = _parse(path)
+    # One sink per destination, whatever its kind: two would each get half the items.
+    specs: dict[str, tuple[str, WebhookSpec | MqttSpec]] = {}
+    kinds: list[tuple[str, Sequence[WebhookSpec | MqttSpec]]] = [
+        ("webhook", parsed.webhook), ("mqtt", parsed.mqtt)]
+    for kind, entries in kinds:
+        for n, spec in enumerate(entries):
+            if spec.destination in specs:
+                raise SinkConfigError(f"{path}: {kind}.{n}: a second sink for "
+                                      f"{spec.destination} (the first is "
+                                      f"{specs[spec.destination][0]})")
+            specs[spec.destination] = (f"{kind}.{n}", spec)
     return specs
 
 
-def _secret(path: Path, n: int, spec: WebhookSpec) -> bytes:
-    if spec.secret_env is not None:
-        value = os.environ.get(spec.secret_env, "").strip()
+def read_credential(path: Path, where: str, field: str, file: Path | None,
+                    env: str | None) -> bytes:
+    """`{field}_env`'s variable or `{field}_file`'s content (relative to `path`), stripped; a
+    refusal names the file, the entry (`where`) and the field."""
+    if env is not None:
+        value = os.environ.get(env, "").strip()
         if not value:
-            raise SinkConfigError(f"{path}: webhook.{n}.secret_env: {spec.secret_env} is not set")
+            raise SinkConfigError(f"{path}: {where}.{field}_env: {env} is not set")
         return value.encode()
-    assert spec.secret_file is not None
-    file = spec.secret_file if spec.secret_file.is_absolute() else path.parent / spec.secret_file
+    assert file is not None
+    file = file if file.is_absolute() else path.parent / file
     try:
         value = file.read_text("utf-8").strip()
     except OSError as err:
-        raise SinkConfigError(f"{path}: webhook.{n}.secret_file: cannot read {file}: "
+        raise SinkConfigError(f"{path}: {where}.{field}_file: cannot read {file}: "
                               f"{err.strerror}") from None
     if not value:
-        raise SinkConfigError(f"{path}: webhook.{n}.secret_file: {file} is empty")
+        raise SinkConfigError(f"{path}: {where}.{field}_file: {file} is empty")
     return value.encode()
 
 
 def build_sinks(path: Path) -> dict[str, Sink]:
-    """Sinks by destination, from `path` (secrets read now: a missing one refuses start-up)."""
-    specs = read_sinks(path)
+    """Sinks by destination, from `path` (secrets read now: a missing one refuses start-up).
+    MQTT bridges start connecting only once every entry has been read."""
+    from gateway.delivery.mqtt_bridge import MqttBridgeSink, build  # it imports this module
+
     sinks: dict[str, Sink] = {}
-    for n, (dest, spec) in enumerate(specs.items()):
-        sinks[dest] = WebhookSink(f"webhook:{dest}", spec.url, _secret(path, n, spec),
+    bridges: list[MqttBridgeSink] = []
+    for dest, (where, spec) in _entries(path).items():
+        if isinstance(spec, MqttSpec):
+            bridges.append(build(path, where, spec))
+            sinks[dest] = bridges[-1]
+            continue
+        secret = read_credential(path, where, "secret", spec.secret_file, spec.secret_env)
+        sinks[dest] = WebhookSink(f"webhook:{dest}", spec.url, secret,
                                   batch_max=spec.batch_max, timeout_s=spec.timeout_s)
+    for bridge in bridges:
+        bridge.connect_soon()
     return sinks
