@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
@@ -80,6 +82,12 @@ async def _main(settings: Settings, interval_s: float) -> None:
     counts |= {k: v for k, v in (await admin.apply_config(store, fleet)).items() if v}
     console.print(f"registry loaded: {counts['huvudman']} huvudmän, {counts['device']} devices, "
                   f"{counts['assignment']} assignments")
+    region = None
+    # The user's own sinks win over the demo's region node.
+    if "SINKS_FILE" not in os.environ and settings.database_url:
+        region = await RegionNode.start(settings.database_url, keys / "node",
+                                        settings.state_dir / "demo")
+        settings = dataclasses.replace(settings, sinks_file=region.sinks_file)
     assert settings.database_url and settings.mqtt_url
 
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
@@ -104,6 +112,9 @@ async def _main(settings: Settings, interval_s: float) -> None:
                   f"{interval_s:g} s: native JSON over MQTT and HTTP, PCD-01 and PHD FHIR hubs, "
                   "Open mHealth, vendor GPS/night/medicine JSON, SCAIP alarm units over SIP. "
                   "Ctrl-C stops.")
+    if region is not None:
+        console.print(f"  region node (14):   {region.node.url}  → simulated FHIR server "
+                      f"{region.fhir.url} (readings as PHD Observations)")
 
     sim_stop = threading.Event()
     from simulator.run import run as run_simulator
@@ -118,14 +129,53 @@ async def _main(settings: Settings, interval_s: float) -> None:
             stored = {r[0]: r[1] for r in await store.fetch("event_counts_by_type")}
             queued = {r[0]: r[1] for r in await store.fetch("pending_deliveries")}
             console.print(f"stored events {stored or '{}'} · deliveries queued "
-                          f"{queued or '{}'}")
+                          f"{queued or '{}'}" + (f" · region FHIR: {len(region.fhir.stored)} "
+                                                 "Observations" if region else ""))
     finally:
         sim_stop.set()
         tally = await sim
         console.print(f"simulator: sent {dict(tally.sent)}, confirmed {dict(tally.confirmed)}")
         stop.set()
         await ingest
+        if region is not None:
+            await region.stop()
         await store.close()
+
+
+@dataclasses.dataclass
+class RegionNode:
+    """The region's huvudman node, forwarding to a simulated FHIR server (docs/delivery.md,
+    docs/fhir-forwarding.md), and the sinks file that points the region's webhook at it."""
+
+    node: Any  # gateway.node.server.RunningNode
+    fhir: Any  # simulator.fhir_server.FhirServer
+    sinks_file: Path
+
+    @classmethod
+    async def start(cls, database_url: str, node_keys: Path, state: Path) -> RegionNode:
+        from gateway.node.fhir_forward import load_fhir_config
+        from gateway.node.server import load_config, start_node
+        from simulator.fhir_server import FhirServer
+
+        fhir = FhirServer()
+        await fhir.start()
+        secret = state / "region-node.secret"
+        secret.write_text(os.urandom(24).hex())
+        port = embedded.free_port()
+        # The demo fleet's subject references are not personnummer: a demo system says so.
+        forwarding = load_fhir_config(
+            url=fhir.url, patient_system="https://hmc.vgregion.se/fhir/sid/demo-subject")
+        node = await start_node(load_config(
+            huvudman="14", private_keys=[node_keys / "14.private.pem"], secret_file=secret,
+            database_url=database_url, listen=f"127.0.0.1:{port}", fhir=forwarding))
+        sinks = state / "sinks.toml"
+        sinks.write_text(f'[[webhook]]\nhuvudman = "14"\nurl = "{node.url}/v1/deliveries"\n'
+                         f'secret_file = "{secret}"\n')
+        return cls(node, fhir, sinks)
+
+    async def stop(self) -> None:
+        await self.node.stop()
+        await self.fhir.stop()
 
 
 def _safe(url: str) -> str:
