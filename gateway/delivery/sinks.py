@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from gateway.delivery import wire
+from gateway.delivery.arc_config import ArcSpec
 
 
 class Outcome(enum.Enum):
@@ -262,6 +263,7 @@ class SinksFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     webhook: list[WebhookSpec] = []
     mqtt: list[MqttSpec] = []
+    arc: list[ArcSpec] = []
 
 
 class SinkConfigError(Exception):
@@ -279,6 +281,18 @@ def destination(huvudman: str | None, receiver: str | None) -> str:
 def read_sinks(path: Path) -> dict[str, WebhookSpec | MqttSpec]:
     """The sinks of `path` by destination; no file means no sinks (deliveries wait)."""
     return {dest: spec for dest, (_, spec) in _entries(path).items()}
+
+
+def read_arcs(path: Path) -> dict[str, ArcSpec]:
+    """The alarm centres (`[[arc]]`) of `path` by receiver name; no file means none."""
+    if not path.exists():
+        return {}
+    arcs: dict[str, ArcSpec] = {}
+    for n, spec in enumerate(_parse(path).arc):
+        if spec.receiver in arcs:
+            raise SinkConfigError(f"{path}: arc.{n}: a second entry for {spec.receiver}")
+        arcs[spec.receiver] = spec
+    return arcs
 
 
 def _parse(path: Path) -> SinksFile:
