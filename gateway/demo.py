@@ -142,6 +142,20 @@ async def _main(settings: Settings, interval_s: float) -> None:
         await store.close()
 
 
+# Shown, not used: a huvudman that takes its items on its own broker instead of a webhook
+# (docs/delivery.md, "MQTT bridge"); one sink per huvudman, so it would replace the webhook.
+MQTT_SINK_EXAMPLE = """
+# [[mqtt]]
+# huvudman = "14"
+# url = "mqtts://mqtt.region.example:8883"
+# topic_prefix = "hmc-gateway"
+# username = "hmc-gateway"
+# password_file = "secrets/14.mqtt-password"
+# secret_file = "secrets/14.secret"
+# ca_file = "secrets/region-ca.pem"
+"""
+
+
 @dataclasses.dataclass
 class RegionNode:
     """The region's huvudman node, forwarding to a simulated FHIR server (docs/delivery.md,
@@ -170,7 +184,7 @@ class RegionNode:
             database_url=database_url, listen=f"127.0.0.1:{port}", fhir=forwarding))
         sinks = state / "sinks.toml"
         sinks.write_text(f'[[webhook]]\nhuvudman = "14"\nurl = "{node.url}/v1/deliveries"\n'
-                         f'secret_file = "{secret}"\n')
+                         f'secret_file = "{secret}"\n' + MQTT_SINK_EXAMPLE)
         return cls(node, fhir, sinks)
 
     async def stop(self) -> None:
