@@ -82,12 +82,15 @@ async def _main(settings: Settings, interval_s: float) -> None:
     counts |= {k: v for k, v in (await admin.apply_config(store, fleet)).items() if v}
     console.print(f"registry loaded: {counts['huvudman']} huvudmän, {counts['device']} devices, "
                   f"{counts['assignment']} assignments")
-    region = None
-    # The user's own sinks win over the demo's region node.
+    receivers = None
+    # The user's own sinks win over the demo's receivers.
     if "SINKS_FILE" not in os.environ and settings.database_url:
-        region = await RegionNode.start(settings.database_url, keys / "node",
-                                        settings.state_dir / "demo")
-        settings = dataclasses.replace(settings, sinks_file=region.sinks_file)
+        receivers = await DemoReceivers.start(settings.database_url, keys / "node",
+                                           settings.state_dir / "demo")
+        relay_public, relay_private = key_admin.relay_paths(keys)
+        settings = dataclasses.replace(settings, sinks_file=receivers.sinks_file,
+                                       alarm_relay_public_key_file=relay_public,
+                                       alarm_relay_private_key_file=relay_private)
     assert settings.database_url and settings.mqtt_url
 
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
@@ -97,7 +100,15 @@ async def _main(settings: Settings, interval_s: float) -> None:
         loop.add_signal_handler(sig, stop.set)
     ingest = asyncio.create_task(serve(settings, install_signals=False, started=started,
                                        stop_event=stop))
-    await started
+    # If ingest cannot start (a bad setting, a port taken), say why rather than wait forever.
+    either: list[asyncio.Future[Any]] = [started, ingest]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        if receivers is not None:
+            await receivers.stop()
+        await store.close()
+        ingest.result()  # raises what stopped it
+        raise RuntimeError("ingest stopped before it started")
     http = f"http://{settings.http_host}:{settings.http_port}"
     sip = (settings.sip_host, settings.sip_port) if settings.sip_port else None
     console.print(f"[bold green]gateway running[/]\n"
@@ -112,9 +123,15 @@ async def _main(settings: Settings, interval_s: float) -> None:
                   f"{interval_s:g} s: native JSON over MQTT and HTTP, PCD-01 and PHD FHIR hubs, "
                   "Open mHealth, vendor GPS/night/medicine JSON, SCAIP alarm units over SIP. "
                   "Ctrl-C stops.")
-    if region is not None:
-        console.print(f"  region node (14):   {region.node.url}  → simulated FHIR server "
-                      f"{region.fhir.url} (readings as PHD Observations)")
+    if receivers is not None:
+        primary, secondary = receivers.arcs
+        console.print(f"  region node (14):   {receivers.node.url}  → simulated FHIR server "
+                      f"{receivers.fhir.url} (readings as PHD Observations)\n"
+                      f"  Göteborg (1480):    signed webhook → {receivers.kommun.url(KOMMUN)}\n"
+                      f"  alarm centre:       SCAIP/UDP primary {primary.host}:{primary.udp_port}"
+                      f", secondary {secondary.host}:{secondary.udp_port} "
+                      f"({', '.join(DEMO_ARC_RECEIVERS)})\n"
+                      "  what happened to an alarm: gateway alarms list / history EVENT_ID")
 
     sim_stop = threading.Event()
     from simulator.run import run as run_simulator
@@ -129,16 +146,15 @@ async def _main(settings: Settings, interval_s: float) -> None:
             stored = {r[0]: r[1] for r in await store.fetch("event_counts_by_type")}
             queued = {r[0]: r[1] for r in await store.fetch("pending_deliveries")}
             console.print(f"stored events {stored or '{}'} · deliveries queued "
-                          f"{queued or '{}'}" + (f" · region FHIR: {len(region.fhir.stored)} "
-                                                 "Observations" if region else ""))
+                          f"{queued or '{}'}" + (receivers.status() if receivers else ""))
     finally:
         sim_stop.set()
         tally = await sim
         console.print(f"simulator: sent {dict(tally.sent)}, confirmed {dict(tally.confirmed)}")
         stop.set()
         await ingest
-        if region is not None:
-            await region.stop()
+        if receivers is not None:
+            await receivers.stop()
         await store.close()
 
 
@@ -156,20 +172,33 @@ MQTT_SINK_EXAMPLE = """
 """
 
 
+# The demo fleet's alarm routes that are alarm centres (the others, a night patrol and home
+# health care, take alarms through their huvudman's own systems).
+DEMO_ARC_RECEIVERS = ("demo-larmcentral-gbg", "demo-larmcentral-molndal",
+                      "demo-larmcentral-skovde", "demo-larmcentral-kungalv")
+KOMMUN = "1480"  # Göteborg: its webhook goes to a simulated kommun receiver
+
+
 @dataclasses.dataclass
-class RegionNode:
-    """The region's huvudman node, forwarding to a simulated FHIR server (docs/delivery.md,
-    docs/fhir-forwarding.md), and the sinks file that points the region's webhook at it."""
+class DemoReceivers:
+    """Where the demo delivers (docs/delivery.md): the region's huvudman node forwarding to a
+    simulated FHIR server (docs/fhir-forwarding.md), a simulated kommun webhook receiver for
+    Göteborg, and a simulated alarm centre pair (primary, secondary) for the fleet's
+    alarm-centre routes; and the sinks file that points at them."""
 
     node: Any  # gateway.node.server.RunningNode
     fhir: Any  # simulator.fhir_server.FhirServer
+    kommun: Any  # simulator.receivers.RecordingReceiver
+    arcs: tuple[Any, Any]  # simulator.arc.ScaipArc: primary, secondary
     sinks_file: Path
 
     @classmethod
-    async def start(cls, database_url: str, node_keys: Path, state: Path) -> RegionNode:
+    async def start(cls, database_url: str, node_keys: Path, state: Path) -> DemoReceivers:
         from gateway.node.fhir_forward import load_fhir_config
         from gateway.node.server import load_config, start_node
+        from simulator.arc import ScaipArc
         from simulator.fhir_server import FhirServer
+        from simulator.receivers import RecordingReceiver
 
         fhir = FhirServer()
         await fhir.start()
@@ -182,12 +211,38 @@ class RegionNode:
         node = await start_node(load_config(
             huvudman="14", private_keys=[node_keys / "14.private.pem"], secret_file=secret,
             database_url=database_url, listen=f"127.0.0.1:{port}", fhir=forwarding))
+        kommun = RecordingReceiver()
+        await kommun.start()
+        kommun_secret = state / f"{KOMMUN}.secret"
+        kommun_secret.write_text(os.urandom(24).hex())
+        kommun.endpoint(KOMMUN, kommun_secret.read_text().encode())
+        primary, secondary = ScaipArc(hbi=1), ScaipArc(hbi=1)
+        await primary.start()
+        await secondary.start()
+        arcs = "".join(
+            f'[[arc]]\nreceiver = "{name}"\ncid = "4600000000"\n'
+            f'primary = "udp://{primary.host}:{primary.udp_port}"\n'
+            f'secondary = "udp://{secondary.host}:{secondary.udp_port}"\n\n'
+            for name in DEMO_ARC_RECEIVERS)
         sinks = state / "sinks.toml"
         sinks.write_text(f'[[webhook]]\nhuvudman = "14"\nurl = "{node.url}/v1/deliveries"\n'
-                         f'secret_file = "{secret}"\n' + MQTT_SINK_EXAMPLE)
-        return cls(node, fhir, sinks)
+                         f'secret_file = "{secret.resolve()}"\n\n'
+                         f'[[webhook]]\nhuvudman = "{KOMMUN}"\nurl = "{kommun.url(KOMMUN)}"\n'
+                         f'secret_file = "{kommun_secret.resolve()}"\n\n'
+                         + arcs + MQTT_SINK_EXAMPLE)
+        return cls(node, fhir, kommun, (primary, secondary), sinks)
+
+    def status(self) -> str:
+        accepted = sum(1 for arc in self.arcs for r in arc.received
+                       if r.mty == "ME" and r.snu == 0)
+        kommun = len(self.kommun.endpoints[KOMMUN].stored)
+        return (f" · region FHIR: {len(self.fhir.stored)} Observations · Göteborg webhook: "
+                f"{kommun} items · alarm centre: {accepted} alarms accepted")
 
     async def stop(self) -> None:
+        for arc in self.arcs:
+            await arc.stop()
+        await self.kommun.stop()
         await self.node.stop()
         await self.fhir.stop()
 
