@@ -102,18 +102,21 @@ class ReceiverThread:
         self.thread.join(10)
 
 
-def write_sinks(receiver: RecordingReceiver, arc: ArcProcess, folder: Path) -> Path:
-    """sinks.toml: the huvudman's webhook at the receiver, with its own secret file, and the
-    alarm centre the devices' alarm route names."""
+def write_sinks(receiver: RecordingReceiver, arc: ArcProcess, folder: Path) -> tuple[Path, Path]:
+    """Two sinks files: the huvudman's webhook at the receiver (with its own secret file) and
+    the alarm centre the devices' alarm route names; and the alarm centre alone (for a gateway
+    process that only reads the alarm channel and so need not deliver bulk)."""
     secret = f"bench-secret-{uuid.uuid4().hex}"
     (folder / f"{HUVUDMAN}.secret").write_text(secret)
     receiver.endpoint(HUVUDMAN, secret.encode())
-    path = folder / "sinks.toml"
+    arc_entry = (f'[[arc]]\nreceiver = "{ARC_RECEIVER}"\ncid = "4600000014"\n'
+                 f'primary = "udp://{arc.host}:{arc.udp_port}"\n')
+    path, arc_only = folder / "sinks.toml", folder / "arc-only.toml"
     path.write_text(f'[[webhook]]\nhuvudman = "{HUVUDMAN}"\nurl = "{receiver.url(HUVUDMAN)}"\n'
                     f'secret_file = "{HUVUDMAN}.secret"\nbatch_max = 500\ntimeout_s = 10.0\n\n'
-                    f'[[arc]]\nreceiver = "{ARC_RECEIVER}"\ncid = "4600000014"\n'
-                    f'primary = "udp://{arc.host}:{arc.udp_port}"\n')
-    return path
+                    + arc_entry)
+    arc_only.write_text(arc_entry)
+    return path, arc_only
 
 
 # --- publishers ---------------------------------------------------------------------------------
@@ -173,8 +176,9 @@ class AlarmProbes(threading.Thread):
     """Native alarms at `per_s`, each with its own time; remembers when each was published."""
 
     def __init__(self, host: str, port: int, devices: list[str], per_s: float,
-                 seconds: float) -> None:
+                 seconds: float, channel: str) -> None:
         super().__init__(name="alarm-probes", daemon=True)
+        self.channel = channel  # "alarm": the alarm topic; "up": behind the readings
         self.host, self.port, self.devices = host, port, devices
         self.per_s, self.count = per_s, int(per_s * seconds)
         # id -> (time.monotonic, time.time) at publish
@@ -198,7 +202,7 @@ class AlarmProbes(threading.Thread):
             payload = native.encode_message(
                 [], alarms=[{"type": ALARM_TYPE, "time": at.isoformat(), "priority": 1}])
             self.sent[eid] = (time.monotonic(), time.time())
-            c.publish(f"devices/{device}/up/native", payload, qos=1)
+            c.publish(f"devices/{device}/{self.channel}/native", payload, qos=1)
         time.sleep(0.5)
         c.disconnect()
         c.loop_stop()
@@ -326,7 +330,8 @@ async def _db_figures(dsn: str, alarm_ids: list[uuid.UUID]) -> dict[str, Any]:
 
 
 def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
-        window: int) -> dict[str, Any]:
+        window: int, channel: str = "alarm", alarm_process: bool = False,
+        delivery_process: bool = False) -> dict[str, Any]:
     device_ids = [f"BENCH-{i:05d}" for i in range(devices)]
     dsn, dbname, key_env = asyncio.run(_prepare_database(
         device_ids, Path(tempfile.mkdtemp(prefix="bench-keys-")),
@@ -346,18 +351,32 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
             if item.lane == "alarm" and item.event_id not in received:
                 received[item.event_id] = at
 
-    sinks = write_sinks(receiver.receiver, arc,
-                        Path(tempfile.mkdtemp(prefix="bench-sinks-")))
+    sinks, arc_only = write_sinks(receiver.receiver, arc,
+                                  Path(tempfile.mkdtemp(prefix="bench-sinks-")))
     receiver.receiver.endpoints[HUVUDMAN].on_items = on_items
     http_port = embedded.free_port()
     url = f"http://127.0.0.1:{http_port}"
     _create_session(host, port, CLIENT_ID, "devices/+/up/+")
+    common = os.environ | key_env | {"DATABASE_URL": dsn, "MQTT_URL": broker.url,
+                                     "SIP_PORT": "off"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"], cwd=ROOT,
-        env=os.environ | key_env | {
-            "DATABASE_URL": dsn, "MQTT_URL": broker.url, "MQTT_CLIENT_ID": CLIENT_ID,
-            "HTTP_PORT": str(http_port), "SINKS_FILE": str(sinks), "SIP_PORT": "off"},
+        env=common | {"MQTT_CLIENT_ID": CLIENT_ID, "HTTP_PORT": str(http_port),
+                      "SINKS_FILE": str(sinks),
+                      "MQTT_CHANNELS": "up" if alarm_process else "up,alarm",
+                      "DELIVERY": "off" if delivery_process else "on"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    delivery_proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve"], cwd=ROOT,
+        env=common | {"MQTT_CHANNELS": "none", "HTTP_PORT": str(embedded.free_port()),
+                      "SINKS_FILE": str(sinks), "SUPERVISION": "off"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if delivery_process else None
+    alarm_proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve"], cwd=ROOT,
+        env=common | {"MQTT_CLIENT_ID": f"{CLIENT_ID}-2", "HTTP_PORT": str(embedded.free_port()),
+                      "SINKS_FILE": str(arc_only), "MQTT_CHANNELS": "alarm",
+                      "SUPERVISION": "off"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if alarm_process else None
     sampler = OutboxSampler(dsn)
     try:
         deadline = time.monotonic() + 60
@@ -369,9 +388,9 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, "gateway did not start"
             time.sleep(0.1)
-        time.sleep(1.0)  # let the dispatcher settle
+        time.sleep(2.0)  # let the dispatcher (and the alarm process) settle
         load = LoadPublisher(host, port, device_ids, rate, seconds, window)
-        probes = AlarmProbes(host, port, device_ids[:50], alarms_per_s, seconds)
+        probes = AlarmProbes(host, port, device_ids[:50], alarms_per_s, seconds, channel)
         sampler.start()
         load_started = time.perf_counter()
         load.start()
@@ -391,8 +410,10 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
         final = scrape(url)
         final_db = asyncio.run(_db_figures(dsn, list(probes.sent)))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for p in (proc, alarm_proc, delivery_proc):
+            if p is not None:
+                p.terminate()
+                p.wait(30)
         at_arc = arc.stop()
         receiver.stop()
         broker.stop()
@@ -430,6 +451,8 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
                  "moment the simulated alarm centre (simulator/arc.py, in this process) reads "
                  "the <mrq> over SIP/UDP; the huvudman's webhook receipt is given beside it."),
         "settings": {"seconds": seconds, "rate_per_s": rate, "alarms_per_s": alarms_per_s,
+                     "alarm_channel": channel, "alarm_process": alarm_process,
+                     "delivery_process": delivery_process,
                      "devices": devices, "publisher_window": window,
                      "gateway": "defaults (BATCH_MAX_EVENTS 2000, BATCH_MAX_WAIT_S 0.005)"},
         "alarm_latency_ms": summary,
@@ -486,8 +509,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alarms-per-s", type=float, default=5)
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--window", type=int, default=500)
+    parser.add_argument("--channel", choices=("alarm", "up"), default="alarm",
+                        help="the topic alarms are published on (docs/mqtt.md)")
+    parser.add_argument("--alarm-process", action="store_true",
+                        help="read the alarm channel in a gateway process of its own")
+    parser.add_argument("--delivery-process", action="store_true",
+                        help="deliver (webhook, alarm lane) from a gateway process of its own")
     args = parser.parse_args(argv)
-    result = run(args.seconds, args.rate, args.alarms_per_s, args.devices, args.window)
+    result = run(args.seconds, args.rate, args.alarms_per_s, args.devices, args.window,
+                 args.channel, args.alarm_process, args.delivery_process)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "alarm_latency.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

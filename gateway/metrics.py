@@ -25,6 +25,8 @@ COMMIT_FAILURES = Counter("gateway_batch_commit_failures_total",
                           "Batch commits that failed and were retried")
 PENDING = Gauge("gateway_pipeline_pending_events", "Events received and not yet committed")
 MQTT_CONNECTED = Gauge("gateway_mqtt_connected", "1 while the ingest MQTT session is up")
+MQTT_ALARM_CONNECTED = Gauge("gateway_mqtt_alarm_connected",
+                             "1 while the MQTT session of the alarm channel is up")
 
 # Delivery (gateway/delivery/). `sink` is a configured sink's name (one per huvudman at most):
 # bounded by configuration, never an event or device id.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.supervision import Supervisor
 from gateway.transports.http_api import create_app
-from gateway.transports.mqtt_ingest import MqttIngest
+from gateway.transports.mqtt_ingest import CHANNELS, MqttIngest
 from gateway.transports.sip_listener import SipListener
 
 log = get_logger("runtime")
@@ -46,6 +47,7 @@ class Runtime:
     registry: Registry = field(default_factory=Registry)
     pipeline: Pipeline | None = None
     mqtt: MqttIngest | None = None
+    mqtt_alarm: MqttIngest | None = None
     sip: SipListener | None = None
     dispatcher: Dispatcher | None = None
     supervisor: Supervisor | None = None
@@ -62,6 +64,8 @@ class Runtime:
         }
         if self.mqtt is not None:
             checks["mqtt"] = self.mqtt.connected.is_set()
+        if self.mqtt_alarm is not None:
+            checks["mqtt_alarm"] = self.mqtt_alarm.connected.is_set()
         return checks
 
 
@@ -70,6 +74,7 @@ async def serve(settings: Settings, *, install_signals: bool = True,
                 stop_event: asyncio.Event | None = None) -> None:
     """Run ingest until SIGINT/SIGTERM or until `stop_event` is set."""
     assert settings.database_url is not None
+    sys.setswitchinterval(settings.gil_switch_interval_s)
     store = await Store.connect(settings.database_url, max_size=6,
                                 application_name="gateway-ingest")
     rt = Runtime(settings, store, stop_event=stop_event or asyncio.Event())
@@ -136,8 +141,16 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         supervision = asyncio.create_task(rt.supervisor.run(), name="supervision") \
             if rt.supervisor is not None else None
         if settings.mqtt_url:
-            rt.mqtt = MqttIngest(settings, rt.registry, rt.pipeline, loop)
-            rt.mqtt.start()
+            unknown = set(settings.mqtt_channels) - set(CHANNELS)
+            if unknown:
+                raise ValueError(f"MQTT_CHANNELS: give one or both of {', '.join(CHANNELS)}, "
+                                 "or none")
+            if "alarm" in settings.mqtt_channels:  # first: alarms never wait for bulk's session
+                rt.mqtt_alarm = MqttIngest(settings, rt.registry, rt.pipeline, loop, "alarm")
+                rt.mqtt_alarm.start()
+            if "up" in settings.mqtt_channels:
+                rt.mqtt = MqttIngest(settings, rt.registry, rt.pipeline, loop)
+                rt.mqtt.start()
         if settings.sip_port:
             rt.sip = SipListener(settings, rt.registry, rt.pipeline)
             if rt.supervisor is not None:
@@ -168,8 +181,9 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         if rt.supervisor is not None:
             with contextlib.suppress(Exception):  # logged; the next start re-learns last-seen
                 await rt.supervisor.flush()
-        if rt.mqtt is not None:
-            await asyncio.to_thread(rt.mqtt.stop)
+        for client in (rt.mqtt, rt.mqtt_alarm):
+            if client is not None:
+                await asyncio.to_thread(client.stop)
         if rt.dispatcher is not None:
             await rt.dispatcher.stop()
         if rt.arc is not None:

@@ -42,6 +42,13 @@ class Settings:
     # Set to a group name to share the load among several ingest instances ($share/<group>/…).
     mqtt_shared_group: str | None = field(
         default_factory=lambda: os.environ.get("MQTT_SHARED_GROUP") or None)
+    # Which MQTT channels this instance reads (docs/mqtt.md): `up` and `alarm`, each on its own
+    # connection. An instance (process) of its own for `alarm` keeps alarms off the interpreter
+    # that parses telemetry.
+    # `none`: no MQTT at all (an instance that only delivers, or only serves HTTP and SIP).
+    mqtt_channels: tuple[str, ...] = field(default_factory=lambda: tuple(
+        c.strip() for c in os.environ.get("MQTT_CHANNELS", "up,alarm").split(",")
+        if c.strip() and c.strip() != "none"))
     mqtt_topic_prefix: str = field(
         default_factory=lambda: os.environ.get("MQTT_TOPIC_PREFIX", "devices"))
     # Paho message ids are 16 bit; stay far below 65,535 unacknowledged messages.
@@ -65,6 +72,11 @@ class Settings:
         "QUARANTINE_PUBLIC_KEY_FILE"))
     quarantine_ttl_s: float = field(default_factory=lambda: _float("QUARANTINE_TTL_S",
                                                                    7 * 86400))
+    # How often the interpreter lets another thread run (sys.setswitchinterval). Python's
+    # 5 ms default lets paho's busy network thread hold up the event loop, and so an alarm, for
+    # up to 5 ms at each hand-over; 1 ms trades a little throughput for alarm latency.
+    gil_switch_interval_s: float = field(
+        default_factory=lambda: _float("GIL_SWITCH_INTERVAL_S", 0.001))
     # The alarm relay (docs/delivery.md, "Alarm centres"): alarms routed to an alarm centre are
     # also sealed to its public key; an instance given the private key also resends alarms
     # that another (stopped) instance left unfinished.

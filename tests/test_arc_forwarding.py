@@ -29,6 +29,7 @@ from simulator.scaip_device import ScaipUnit, UnitSpec
 from tests.support import (
     ARC_TEST_TIMING,
     FakeDevice,
+    MqttProbe,
     RunningGateway,
     register_device,
     register_scaip_unit,
@@ -134,6 +135,22 @@ async def test_a_resent_alarm_is_not_forwarded_twice(
     assert again == first
     await asyncio.sleep(0.5)
     assert primary.sends[ref_for(first)] == 1
+
+
+async def test_an_alarm_on_the_mqtt_alarm_channel_reaches_the_arc(
+        gateway: RunningGateway, store: Store, arcs: Arcs, mqtt_probe: MqttProbe) -> None:
+    """`devices/{id}/alarm/{format}`: the gateway reads it on a connection of its own."""
+    primary, _ = _pair(arcs, "test-arc-ok")
+    device = await _alarmed_device(store, gateway, "test-arc-ok")
+    mqtt_probe.publish(f"devices/{device.id}/alarm/native", native.encode_message(
+        [], alarms=[{"type": "fall", "priority": 9, "time": "2026-11-22T05:30:00+00:00"}]))
+    await wait_until(lambda: [r for r in primary.received if r.mty == Mty.MESSAGE], timeout=5)
+    rows = await store.pool.fetch(
+        "SELECT event_id FROM event WHERE device_id = $1 AND event_type = 'alarm'", device.id)
+    assert len(rows) == 1
+    await _done(store, rows[0]["event_id"])
+    assert gateway.runtime.mqtt_alarm is not None and gateway.runtime.mqtt is not None
+    assert gateway.runtime.mqtt_alarm.client is not gateway.runtime.mqtt.client
 
 
 async def test_hold_then_ok_resends_the_same_ref_to_the_same_arc(

@@ -4,7 +4,12 @@ Topic scheme (docs/mqtt.md): a device publishes under its own id only, which bro
 enforce with a `%u`/`%c` pattern:
 
     devices/{device_id}/up/{format}     device → gateway (format: native, omh, ...)
+    devices/{device_id}/alarm/{format}  device → gateway: the same formats, for alarms
     devices/{device_id}/down/error      gateway → device: why a message was rejected
+
+Each channel (`up`, `alarm`) has its own client, connection, persistent session and paho
+thread. A broker delivers a connection's messages in order, so on one connection an alarm would
+queue behind every reading the gateway has not yet read; on its own it never does.
 
 paho-mqtt runs its network loop in its own thread and parses there; the asyncio loop owns the
 pipeline and sends the acks. A message that is invalid is answered on the device's error topic
@@ -45,10 +50,16 @@ def parse_url(url: str) -> tuple[str, int, str | None, str | None]:
     return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
 
 
+CHANNELS = ("up", "alarm")
+
+
 class MqttIngest:
     def __init__(self, settings: Settings, registry: Registry, pipeline: Pipeline,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, channel: str = "up") -> None:
         assert settings.mqtt_url is not None
+        if channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)}")
+        self.channel = channel
         self._settings = settings
         self._registry = registry
         self._pipeline = pipeline
@@ -56,7 +67,9 @@ class MqttIngest:
         self._prefix = settings.mqtt_topic_prefix
         host, port, user, password = parse_url(settings.mqtt_url)
         self._host, self._port = host, port
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
+        client_id = settings.mqtt_client_id if channel == "up" \
+            else f"{settings.mqtt_client_id}-{channel}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=False, manual_ack=True,
                                   protocol=mqtt.MQTTv311)
         if user:
@@ -75,6 +88,8 @@ class MqttIngest:
         self._mailbox: list[tuple[int, int, ingest.Decoded, float]] = []
         self._mailbox_lock = threading.Lock()
         self._polling = False
+        self._connected_gauge = metrics.MQTT_CONNECTED if channel == "up" \
+            else metrics.MQTT_ALARM_CONNECTED
         self._received = metrics.RECEIVED.labels(TRANSPORT)
         self._acked = metrics.ACKED.labels(TRANSPORT)
         self._accepted = metrics.ACCEPTED.labels(TRANSPORT)
@@ -83,7 +98,7 @@ class MqttIngest:
 
     @property
     def subscription(self) -> str:
-        topic = f"{self._prefix}/+/up/+"
+        topic = f"{self._prefix}/+/{self.channel}/+"
         group = self._settings.mqtt_shared_group
         return f"$share/{group}/{topic}" if group else topic
 
@@ -103,14 +118,14 @@ class MqttIngest:
             log.error("mqtt_connect_refused", reason=str(reason))
             return
         client.subscribe(self.subscription, qos=1)
-        metrics.MQTT_CONNECTED.set(1)
+        self._connected_gauge.set(1)
         log.info("mqtt_connected", session_present=flags.session_present,
                  subscription=self.subscription)
         self._loop.call_soon_threadsafe(self.connected.set)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: object,
                        _p: object) -> None:
-        metrics.MQTT_CONNECTED.set(0)
+        self._connected_gauge.set(0)
         log.warning("mqtt_disconnected", reason=str(reason))
         self._loop.call_soon_threadsafe(self.connected.clear)
 
@@ -118,8 +133,9 @@ class MqttIngest:
         started = time.monotonic()
         received_at = datetime.now(UTC)
         parts = msg.topic.split("/")
-        if len(parts) != 4 or parts[0] != self._prefix or parts[2] != "up":
-            decoded = ingest.Decoded([], [Rejection("topic", "expected devices/{id}/up/{format}")])
+        if len(parts) != 4 or parts[0] != self._prefix or parts[2] != self.channel:
+            decoded = ingest.Decoded([], [Rejection(
+                "topic", f"expected devices/{{id}}/{self.channel}/{{format}}")])
             device_id = None
         elif len(msg.payload) > self._settings.mqtt_max_payload_bytes:
             device_id = parts[1]
@@ -135,7 +151,7 @@ class MqttIngest:
             # publish() is thread-safe in paho; QoS 1 so a connected device does get it.
             self.client.publish(f"{self._prefix}/{device_id}/down/error",
                                 rejection_document(decoded.rejections), qos=1)
-        urgent = any(isinstance(e, Alarm) for e in decoded.events)
+        urgent = self.channel == "alarm" or any(isinstance(e, Alarm) for e in decoded.events)
         with self._mailbox_lock:
             self._mailbox.append((msg.mid, msg.qos, decoded, started))
             if self._polling and not urgent:
