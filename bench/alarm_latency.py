@@ -515,11 +515,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="read the alarm channel in a gateway process of its own")
     parser.add_argument("--delivery-process", action="store_true",
                         help="deliver (webhook, alarm lane) from a gateway process of its own")
+    parser.add_argument("--out", default="alarm_latency.json",
+                        help="file name under bench/results/")
     args = parser.parse_args(argv)
     result = run(args.seconds, args.rate, args.alarms_per_s, args.devices, args.window,
                  args.channel, args.alarm_process, args.delivery_process)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "alarm_latency.json"
+    out = RESULTS / args.out
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"written to {out.relative_to(ROOT)}")

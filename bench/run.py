@@ -11,8 +11,11 @@ from bench import alarm_latency, ingest_drain
 def main() -> None:
     # `make bench ARGS="--readings 200000"` passes its arguments on to the ingest drain.
     ingest_drain.main()
-    # Then alarm latency under a steady background load, with its own defaults.
+    # Then alarm latency under a steady background load, with its own defaults: alarms on the
+    # alarm channel, first read by the one gateway process (the simple deployment), then by a
+    # process of its own (the recommended one, docs/operations.md).
     alarm_latency.main([])
+    alarm_latency.main(["--alarm-process", "--out", "alarm_latency_alarm_process.json"])
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ class MqttDevice:
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
 
-    def send(self, payload: bytes) -> None:
+    def send(self, payload: bytes, topic: str | None = None) -> None:
         self.tally.add(self.tally.sent, "mqtt")
-        self.client.publish(self.topic, payload, qos=1)
+        self.client.publish(topic or self.topic, payload, qos=1)
 
     def _on_publish(self, *_: Any) -> None:
         self.tally.add(self.tally.confirmed, "mqtt")

@@ -303,10 +303,11 @@ class OmhDevice:
 
 
 def vendor_message(device_type: str, device_id: str, now: datetime, rng: random.Random,
-                   sequence: int) -> bytes:
-    """One message of the device type's vendor format: mostly routine, now and then an alarm."""
+                   sequence: int, *, alarm: bool | None = None) -> bytes:
+    """One message of the device type's vendor format: mostly routine, now and then (or when
+    `alarm` says so) an alarm."""
     at = _whole_seconds(now)
-    alarm = rng.random() < 0.1
+    alarm = rng.random() < 0.1 if alarm is None else alarm
     if device_type == "gps_alarm":
         return vendor_gps.encode_json(
             device_id, time=at, lat=57.70887 + rng.uniform(-0.01, 0.01),
@@ -348,9 +349,13 @@ class VendorDevice:
 
     def send(self, now: datetime) -> None:
         self.sequence += 1
-        payload = vendor_message(self.device_type, self.device_id, now, self.rng, self.sequence)
+        alarm = self.rng.random() < 0.1
+        payload = vendor_message(self.device_type, self.device_id, now, self.rng, self.sequence,
+                                 alarm=alarm)
         if self.mqtt is not None:
-            self.mqtt.send(payload)
+            # Alarms on the alarm channel (docs/mqtt.md): they never queue behind readings.
+            self.mqtt.send(payload, topic=self.mqtt.topic.replace("/up/", "/alarm/", 1)
+                           if alarm else None)
         elif self.http is not None:
             self.http.post(self.format, f"/v1/devices/{self.device_id}/events", payload,
                            "application/json", params={"format": self.format})
