@@ -219,9 +219,13 @@ async def test_fhir_outage_and_node_restart_still_give_each_reading_exactly_once
         rows = await _settled(node, ids)
     assert all(r["fhir_state"] == "done" for r in rows.values())
     assert [fhir.created[_key(i)] for i in ids] == [1, 1, 1, 1]
-    # Each was sent again after the lost answer, and the conditional create found it.
-    assert [fhir.answered[_key(i)] for i in ids] == [2, 2, 2, 2]
-    assert all(r["fhir_status"] == 200 for r in rows.values())
+    # The entries of the Bundle whose answer was lost were sent again, and the conditional
+    # create found them (200). Which entries that Bundle held depends on which rows had come
+    # due after the outage's backoff; any not in it were created on their one sending (201).
+    answered = [fhir.answered[_key(i)] for i in ids]
+    assert 2 in answered and all(n in (1, 2) for n in answered), answered
+    for i in ids:
+        assert rows[i]["fhir_status"] == (200 if fhir.answered[_key(i)] == 2 else 201)
 
 
 @pytest.mark.parametrize("atomic", [False, True], ids=["per-entry", "atomic-transaction"])
