@@ -419,15 +419,15 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
         broker.stop()
     asyncio.run(_count_and_drop(dsn, dbname))
 
-    latencies = [(at_arc[ref_for(e)] - s[0]) * 1000 for e, s in probes.sent.items()
-                 if ref_for(e) in at_arc]
+    latencies = [(at_arc[ref_for(e, ARC_RECEIVER)] - s[0]) * 1000 for e, s in probes.sent.items()
+                 if ref_for(e, ARC_RECEIVER) in at_arc]
     to_webhook = [(received[e][0] - s[0]) * 1000 for e, s in probes.sent.items()
                   if e in received]
     # Where an alarm's time goes, from wall clocks on the one machine (ms, per alarm).
     to_gateway, to_store, to_receipt = [], [], []
     for e, (_, sent_wall) in probes.sent.items():
         stamps = final_db["alarm_stamps"].get(e)
-        arrived = at_arc.get(ref_for(e))
+        arrived = at_arc.get(ref_for(e, ARC_RECEIVER))
         if stamps is None or arrived is None:
             continue
         got, stored = stamps

@@ -103,7 +103,7 @@ async def test_an_alarm_reaches_the_primary_arc_and_is_done(
     primary, secondary = _pair(arcs, "test-arc-ok")
     device = await _alarmed_device(store, gateway, "test-arc-ok")
     event_id = await _raise(gateway, device)
-    ref = ref_for(event_id)
+    ref = ref_for(event_id, "test-arc-ok")
 
     await wait_until(lambda: primary.requests(ref), timeout=5)
     row = await _done(store, event_id)
@@ -134,7 +134,7 @@ async def test_a_resent_alarm_is_not_forwarded_twice(
     again = await _raise(gateway, device)  # the device resends: same event id, stored once
     assert again == first
     await asyncio.sleep(0.5)
-    assert primary.sends[ref_for(first)] == 1
+    assert primary.sends[ref_for(first, "test-arc-ok")] == 1
 
 
 async def test_an_alarm_on_the_mqtt_alarm_channel_reaches_the_arc(
@@ -160,7 +160,7 @@ async def test_hold_then_ok_resends_the_same_ref_to_the_same_arc(
     device = await _alarmed_device(store, gateway, "test-arc-hold")
     event_id = await _raise(gateway, device)
     row = await _done(store, event_id)
-    ref = ref_for(event_id)
+    ref = ref_for(event_id, "test-arc-hold")
     answers = _answers(primary, ref)
     assert answers == [Snu.HOLD, Snu.HOLD, Snu.OK]
     low, high = ARC_TEST_TIMING["hold_resend_s"]  # type: ignore[misc]
@@ -179,7 +179,7 @@ async def test_busy_goes_to_the_secondary_at_once_and_raises_an_incident(
     device = await _alarmed_device(store, gateway, "test-arc-busy")
     event_id = await _raise(gateway, device)
     await _done(store, event_id)
-    ref = ref_for(event_id)
+    ref = ref_for(event_id, "test-arc-busy")
     assert _answers(primary, ref) == [Snu.BUSY]
     assert _answers(secondary, ref) == [Snu.OK]
     # The ARC left behind is told the alarm is handled elsewhere (SS 91100 §5: mty=RE).
@@ -203,7 +203,7 @@ async def test_an_arc_that_never_answers_escalates_within_the_configured_time(
         secondary.clear()
         started = time.monotonic()
         event_id = await _raise(gateway, device, kind="fall" if mode == "silent" else "button")
-        ref = ref_for(event_id)
+        ref = ref_for(event_id, "test-arc-silent")
         await wait_until(lambda ref=ref: secondary.requests(ref), timeout=10)
         took = secondary.requests(ref)[0].at - started
         limit = float(ARC_TEST_TIMING["answer_timeout_s"])  # type: ignore[arg-type]
@@ -232,7 +232,7 @@ async def test_an_alarm_left_unfinished_is_taken_over_after_its_lease(
     started = time.monotonic()
     await _done(store, event_id, timeout=15)
     assert time.monotonic() - started >= 0.5  # waited for the lease, not sent at once
-    assert [r.snu for r in primary.requests(ref_for(event_id))] == [Snu.OK]
+    assert [r.snu for r in primary.requests(ref_for(event_id, "test-arc-recover"))] == [Snu.OK]
     opened = await store.pool.fetch(
         "SELECT action, target FROM audit_log WHERE action = 'alarm_relay.open' AND target = $1",
         str(event_id))

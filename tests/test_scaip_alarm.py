@@ -18,6 +18,7 @@ from gateway.model import Alarm, AlarmType, Position
 
 AT = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
 CID = "4600000001"
+ARC = "larmcentral-1"
 
 
 def _alarm(alarm_type: AlarmType, device_id: str = "gps-0001", *, priority: int = 9,
@@ -35,28 +36,30 @@ def _read_back(mrq: bytes) -> scaip.ScaipParsed:
 def test_every_alarm_type_reads_back_as_itself(alarm_type: AlarmType) -> None:
     """What an ARC (or our own SCAIP adapter) makes of the message is the same alarm."""
     alarm = _alarm(alarm_type)
-    parsed = _read_back(alarm_mrq(alarm, gateway_cid=CID, with_position=False))
+    parsed = _read_back(alarm_mrq(alarm, receiver=ARC, gateway_cid=CID, with_position=False))
     alarms = [e for e in parsed.events if isinstance(e, Alarm)]
     assert [a.alarm_type for a in alarms] == [alarm_type]
-    assert parsed.ref == ref_for(alarm.event_id)
+    assert parsed.ref == ref_for(alarm.event_id, ARC)
     assert alarms[0].measured_at == AT and alarms[0].priority == 9
 
 
 def test_the_ref_is_the_same_for_every_resend_and_a_valid_scaip_ref() -> None:
     event_id = uuid.uuid4()
-    assert ref_for(event_id) == ref_for(uuid.UUID(str(event_id)))
-    assert len(ref_for(event_id)) == 16 and ref_for(event_id).isalnum()
-    assert ref_for(event_id) != ref_for(uuid.uuid4())
+    assert ref_for(event_id, ARC) == ref_for(uuid.UUID(str(event_id)), ARC)
+    assert len(ref_for(event_id, ARC)) == 16 and ref_for(event_id, ARC).isalnum()
+    assert ref_for(event_id, ARC) != ref_for(uuid.uuid4(), ARC)
+    # The same alarm to two alarm centres: answers are matched by ref, so two refs.
+    assert ref_for(event_id, ARC) != ref_for(event_id, "larmcentral-2")
 
 
 def test_the_position_goes_only_where_the_assignment_allows() -> None:
     alarm = _alarm(AlarmType.BUTTON, position=Position(lat=57.70887, lon=11.97456))
-    with_it = _read_back(alarm_mrq(alarm, gateway_cid=CID, with_position=True))
-    without = _read_back(alarm_mrq(alarm, gateway_cid=CID, with_position=False))
+    with_it = _read_back(alarm_mrq(alarm, receiver=ARC, gateway_cid=CID, with_position=True))
+    without = _read_back(alarm_mrq(alarm, receiver=ARC, gateway_cid=CID, with_position=False))
     got = next(e for e in with_it.events if isinstance(e, Alarm)).position
     assert got is not None and abs(got.lat - 57.70887) < 1e-6
     assert next(e for e in without.events if isinstance(e, Alarm)).position is None
-    assert b"<geo>" not in alarm_mrq(alarm, gateway_cid=CID, with_position=False)
+    assert b"<geo>" not in alarm_mrq(alarm, receiver=ARC, gateway_cid=CID, with_position=False)
 
 
 def test_a_scaip_unit_keeps_its_own_ids_others_get_the_gateways_caller_id() -> None:
@@ -67,7 +70,7 @@ def test_a_scaip_unit_keeps_its_own_ids_others_get_the_gateways_caller_id() -> N
     cid, did = caller_ids(long_id, CID)
     assert cid == CID and did == did_for(long_id) and len(did) == 16
     assert did_for(long_id) == did_for(long_id) != did_for(long_id + "x")
-    parsed = _read_back(alarm_mrq(_alarm(AlarmType.FALL, long_id), gateway_cid=CID,
+    parsed = _read_back(alarm_mrq(_alarm(AlarmType.FALL, long_id), receiver=ARC, gateway_cid=CID,
                                   with_position=False))
     assert parsed.device_id == scaip.device_id(CID, did)
 
@@ -82,7 +85,7 @@ def test_a_heartbeat_asks_the_arc_for_its_interval() -> None:
 def test_any_alarm_becomes_a_message_an_arc_can_parse(device_id: str, priority: int,
                                                        alarm_type: AlarmType) -> None:
     alarm = _alarm(alarm_type, device_id, priority=priority)
-    parsed = _read_back(alarm_mrq(alarm, gateway_cid=CID, with_position=False))
+    parsed = _read_back(alarm_mrq(alarm, receiver=ARC, gateway_cid=CID, with_position=False))
     assert [e.alarm_type for e in parsed.events if isinstance(e, Alarm)] == [alarm_type]
 
 

@@ -151,8 +151,9 @@ class ArcForwarder:
 
     async def _handle(self, job: ArcJob) -> None:
         spec = self._specs[job.receiver]
-        mrq = alarm_mrq(job.alarm, gateway_cid=spec.cid, with_position=job.with_position)
-        ref = ref_for(job.event_id)
+        mrq = alarm_mrq(job.alarm, receiver=job.receiver, gateway_cid=spec.cid,
+                        with_position=job.with_position)
+        ref = ref_for(job.event_id, job.receiver)
         targets = spec.targets
         sent = 0
         while not self._stopping.is_set():
@@ -191,7 +192,8 @@ class ArcForwarder:
                     continue
             # Tell the ARC left behind that the alarm is handled elsewhere (SS 91100 §5).
             with contextlib.suppress(OSError, ValueError):
-                self.client.send_only(address, reset_mrq(job.alarm, gateway_cid=spec.cid))
+                self.client.send_only(address, reset_mrq(job.alarm, receiver=job.receiver,
+                                                         gateway_cid=spec.cid))
             return False, sent
 
     async def _finish(self, job: ArcJob, which: str, sent: int) -> None:

@@ -1,8 +1,9 @@
 """An alarm as the `<mrq>` the gateway sends to an alarm receiving centre (SS 91100), pure.
 
 The gateway speaks to the ARC as a relaying unit: one `<mrq>` per alarm, `mty=ME`, with
-- `ref`: derived from the event id, so every resend (after `snu=4`, after a restart, from
-  another instance) carries the same ref and the ARC can recognise a repeat (SS 91100 §5);
+- `ref`: derived from the event id and the receiver, so every resend (after `snu=4`, after a
+  restart, from another instance) carries the same ref and the ARC can recognise a repeat
+  (SS 91100 §5);
 - `cid`/`did`: a SCAIP unit's own ids when the alarm came from one (the ARC already knows the
   unit); otherwise the gateway's caller id at that ARC (`cid` in its `[[arc]]` entry) and the
   device id as `did` (a device id longer than 16 characters, or not printable ASCII, is sent
@@ -44,9 +45,12 @@ _PRINTABLE_16 = re.compile(r"[\x21-\x7e]{1,16}")
 _SCAIP_ID = re.compile(r"scaip:([0-9]{1,32})(?::([\x21-\x7e]{1,16}))?")
 
 
-def ref_for(event_id: uuid.UUID) -> str:
-    """16 hex digits of the event id: the same for every resend of this alarm."""
-    return event_id.hex[:16].upper()
+def ref_for(event_id: uuid.UUID, receiver: str) -> str:
+    """16 hex digits from the event id and the alarm centre: the same for every resend of this
+    alarm to this receiver, from any instance; another for the same alarm to another receiver
+    (the gateway's answers are matched by ref)."""
+    digest = hashlib.sha256(event_id.bytes + receiver.encode("utf-8")).hexdigest()
+    return digest[:16].upper()
 
 
 def did_for(device_id: str) -> str:
@@ -64,7 +68,7 @@ def caller_ids(device_id: str, gateway_cid: str) -> tuple[str, str | None]:
     return gateway_cid, did_for(device_id)
 
 
-def alarm_mrq(alarm: Alarm, *, gateway_cid: str, with_position: bool) -> bytes:
+def alarm_mrq(alarm: Alarm, *, receiver: str, gateway_cid: str, with_position: bool) -> bytes:
     """The `<mrq>` for `alarm` (its position only when `with_position`)."""
     dty, stc, lco = _CODES.get(alarm.alarm_type, _CODES[AlarmType.OTHER])
     cid, did = caller_ids(alarm.device_id, gateway_cid)
@@ -74,17 +78,18 @@ def alarm_mrq(alarm: Alarm, *, gateway_cid: str, with_position: bool) -> bytes:
         lco = scaip.LCO_GEO
     if geo is None and lco == scaip.LCO_GEO:
         lco = None
-    return scaip.build_mrq(ref=ref_for(alarm.event_id), cid=cid, dty=dty, mty=Mty.MESSAGE,
+    return scaip.build_mrq(ref=ref_for(alarm.event_id, receiver), cid=cid, dty=dty,
+                           mty=Mty.MESSAGE,
                            stc=stc, did=did, pri=max(0, min(9, alarm.priority)), lco=lco,
                            geo=geo, tim=alarm.measured_at)
 
 
-def reset_mrq(alarm: Alarm, *, gateway_cid: str) -> bytes:
+def reset_mrq(alarm: Alarm, *, receiver: str, gateway_cid: str) -> bytes:
     """`mty=RE` for the alarm's ref: sent to an ARC the gateway stopped waiting for (SS 91100
     §5: the unit says so when it takes its alternative action)."""
     dty, _, _ = _CODES.get(alarm.alarm_type, _CODES[AlarmType.OTHER])
     cid, did = caller_ids(alarm.device_id, gateway_cid)
-    return scaip.build_mrq(ref=ref_for(alarm.event_id), cid=cid, dty=dty, mty=Mty.RESET,
+    return scaip.build_mrq(ref=ref_for(alarm.event_id, receiver), cid=cid, dty=dty, mty=Mty.RESET,
                            did=did)
 
 
