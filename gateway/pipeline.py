@@ -33,6 +33,8 @@ from gateway.sealing import BatchRows
 from gateway.store.connector import Store
 
 log = get_logger("pipeline")
+# Events routed and sealed, or submissions acknowledged, between two yields to the event loop.
+CHUNK = 200
 
 
 class Preparer(Protocol):
@@ -183,7 +185,7 @@ class Pipeline:
             for event in sub.events:
                 # A resend in the same batch is stored once; counted as duplicate below.
                 unique.setdefault(event.event_id, event)
-        rows = self._preparer.prepare(list(unique.values()))
+        rows = await self._prepare(list(unique.values()))
         result = await self._write_until_committed(lane, rows)
         if result and self._on_stored is not None:
             try:
@@ -201,7 +203,9 @@ class Pipeline:
         metrics.BATCH_SIZE.observe(len(unique))
         metrics.PENDING.dec(sum(len(s.events) for s in batch))
         claimed: set[uuid.UUID] = set()
-        for sub in batch:
+        for n, sub in enumerate(batch, 1):
+            if n % CHUNK == 0:
+                await asyncio.sleep(0)  # acks cost a socket write each: let alarms through
             new: list[uuid.UUID] = []
             dup: list[uuid.UUID] = []
             for event in sub.events:
@@ -214,6 +218,19 @@ class Pipeline:
                 sub.on_done(Outcome(tuple(new), tuple(dup)))
             except Exception:  # a transport's callback must not stop the commit loop
                 log.exception("ack_callback_failed", lane=lane.name)
+
+    async def _prepare(self, events: list[Event]) -> BatchRows:
+        """Route and seal in chunks, yielding to the event loop between them: a large batch
+        takes tens of milliseconds of CPU, and an alarm arriving meanwhile must not wait for
+        all of it."""
+        if len(events) <= CHUNK:
+            return self._preparer.prepare(events)
+        rows = BatchRows()
+        for start in range(0, len(events), CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            rows.extend(self._preparer.prepare(events[start:start + CHUNK]))
+        return rows
 
     async def _write_until_committed(self, lane: _Lane,
                                      rows: BatchRows) -> frozenset[uuid.UUID]:

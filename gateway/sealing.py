@@ -110,6 +110,13 @@ class BatchRows:
     data_keys: dict[bytes, WrappedKey] = field(default_factory=dict)
     incidents: list[IncidentRow] = field(default_factory=list)
 
+    def extend(self, other: BatchRows) -> None:
+        self.events.extend(other.events)
+        self.copies.extend(other.copies)
+        self.deliveries.extend(other.deliveries)
+        self.data_keys.update(other.data_keys)
+        self.incidents.extend(other.incidents)
+
 
 def epoch_of(at: datetime) -> int:
     """Key epoch: the UTC month, as 202611. Data keys then line up with monthly partitions, so
