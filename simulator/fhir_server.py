@@ -31,14 +31,15 @@ import contextlib
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import uvicorn
 from fastapi import FastAPI, Request, Response
+
+from simulator.local_http import LocalHttp
 
 MDC_SYSTEM = "urn:iso:std:iso:11073:10101"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
@@ -171,8 +172,7 @@ class FhirServer:
             self.app.add_api_route(path, self._transaction, methods=["POST"])
         self.app.add_api_route("/metadata", self._metadata, methods=["GET"])
         self.app.add_api_route("/fhir/metadata", self._metadata, methods=["GET"])
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._http = LocalHttp(self.app, "fhir-server")
         self._next_id = 0
 
     @property
@@ -183,24 +183,11 @@ class FhirServer:
         return sum(1 for _, s in self.requests if s == status)
 
     async def start(self) -> None:
-        if self.port == 0:
-            from gateway.embedded import free_port
-            self.port = free_port()
-        self._server = _Server(uvicorn.Config(self.app, host=self.host, port=self.port,
-                                              log_level="warning", access_log=False,
-                                              lifespan="off"))
-        self._task = asyncio.create_task(self._server.serve(), name="fhir-server")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        self.port = await self._http.start(self.host, self.port)
 
     async def stop(self) -> None:
         """Down: the port refuses connections until `start()` again (same port)."""
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        self._server = self._task = None
+        await self._http.stop()
 
     async def _metadata(self) -> Response:
         return _fhir(200, {"resourceType": "CapabilityStatement", "status": "active",
@@ -289,14 +276,6 @@ def _bundle_issue(bundle: Any) -> Issue | None:
 
 def _fhir(status: int, body: Mapping[str, Any]) -> Response:
     return Response(msgspec.json.encode(body), status_code=status, media_type=FHIR_JSON)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers (it runs inside someone else's process)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def main() -> None:

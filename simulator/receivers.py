@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from gateway.delivery import wire
+from simulator.local_http import LocalHttp
 
 
 @dataclass
@@ -59,8 +59,7 @@ class RecordingReceiver:
         self.endpoints: dict[str, Endpoint] = {}
         self.app = FastAPI(title="recording webhook receiver")
         self.app.add_api_route("/hook/{name}", self._receive, methods=["POST"])
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._http = LocalHttp(self.app, "recording-receiver")
 
     def endpoint(self, name: str, secret: bytes) -> Endpoint:
         self.endpoints[name] = Endpoint(name, secret)
@@ -70,24 +69,11 @@ class RecordingReceiver:
         return f"http://{self.host}:{self.port}/hook/{name}"
 
     async def start(self) -> None:
-        if self.port == 0:
-            from gateway.embedded import free_port
-            self.port = free_port()
-        self._server = _Server(uvicorn.Config(self.app, host=self.host, port=self.port,
-                                              log_level="warning", access_log=False,
-                                              lifespan="off"))
-        self._task = asyncio.create_task(self._server.serve(), name="recording-receiver")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        self.port = await self._http.start(self.host, self.port)
 
     async def stop(self) -> None:
         """Down: the port refuses connections until `start()` again (same port)."""
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        self._server = self._task = None
+        await self._http.stop()
 
     async def _receive(self, name: str, request: Request) -> Response:
         ep = self.endpoints.get(name)
@@ -143,11 +129,3 @@ class RecordingReceiver:
     def _answer(ep: Endpoint, response: Response) -> Response:
         ep.requests.append((time.monotonic(), response.status_code))
         return response
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers (it runs inside someone else's process)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
