@@ -9,13 +9,16 @@ import inspect
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from adapters import native
 from gateway import admin
 from gateway.crypto import HuvudmanPrivateKey, load_private_key
 from gateway.registry import token_hash
@@ -228,3 +231,19 @@ def write_sinks(receiver: Any, folder: Path, node: NodeEndpoint | None = None,
     path = folder / "sinks.toml"
     path.write_text("\n".join(lines))
     return path
+
+
+async def send_native(gateway: RunningGateway, device: FakeDevice, body: bytes) -> list[uuid.UUID]:
+    """POST a native message as `device`; the ids the gateway stored as new."""
+    async with httpx.AsyncClient(base_url=gateway.http) as client:
+        answer = await client.post(f"/v1/devices/{device.id}/readings", content=body,
+                                   headers={"Authorization": f"Bearer {device.token}"})
+    assert answer.status_code == 200, answer.text
+    return [uuid.UUID(i) for i in answer.json()["accepted"]]
+
+
+def native_weights(n: int, start: datetime, value: float) -> bytes:
+    """`n` weight readings a minute apart from `start`, `value` kg rising by 0.1."""
+    return native.encode_message([
+        native.encode_reading("weight", start + timedelta(minutes=i), value=value + i / 10,
+                              unit="kg") for i in range(n)])

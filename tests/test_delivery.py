@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import msgspec
 import pytest
 
@@ -26,7 +25,15 @@ from gateway.delivery.sinks import ItemResult, Sink, build_sinks
 from gateway.sealing import CopyPlaintext
 from gateway.store.connector import Store
 from simulator.receivers import RecordingReceiver
-from tests.support import FakeDevice, Keys, RunningGateway, register_device, wait_until
+from tests.support import (
+    FakeDevice,
+    Keys,
+    RunningGateway,
+    native_weights,
+    register_device,
+    send_native,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 BASE = datetime(2026, 11, 10, 6, tzinfo=UTC)
@@ -43,17 +50,11 @@ async def _device(store: Store, gateway: RunningGateway, code: str, *,
 
 
 async def _send(gateway: RunningGateway, device: FakeDevice, body: bytes) -> list[uuid.UUID]:
-    async with httpx.AsyncClient(base_url=gateway.http) as client:
-        answer = await client.post(f"/v1/devices/{device.id}/readings", content=body,
-                                   headers={"Authorization": f"Bearer {device.token}"})
-    assert answer.status_code == 200, answer.text
-    return [uuid.UUID(i) for i in answer.json()["accepted"]]
+    return await send_native(gateway, device, body)
 
 
 def _weights(n: int, start: datetime = BASE, value: float = 70.0) -> bytes:
-    return native.encode_message([
-        native.encode_reading("weight", start + timedelta(minutes=i), value=value + i / 10,
-                              unit="kg") for i in range(n)])
+    return native_weights(n, start, value)
 
 
 async def _states(store: Store, ids: Sequence[uuid.UUID]) -> list[str]:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import msgspec
 import paho.mqtt.client as mqtt
 import pytest
@@ -38,7 +37,15 @@ from gateway.delivery.mqtt_bridge import MqttBridgeSink
 from gateway.delivery.sinks import SinkConfigError, build_sinks, read_sinks
 from gateway.sealing import CopyPlaintext
 from gateway.store.connector import Store
-from tests.support import FakeDevice, Keys, RunningGateway, register_device, wait_until
+from tests.support import (
+    FakeDevice,
+    Keys,
+    RunningGateway,
+    native_weights,
+    register_device,
+    send_native,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 BASE = datetime(2026, 11, 12, 6, tzinfo=UTC)
@@ -227,17 +234,11 @@ async def _device(store: Store, gateway: RunningGateway, code: str) -> FakeDevic
 
 
 async def _send(gateway: RunningGateway, device: FakeDevice, body: bytes) -> list[uuid.UUID]:
-    async with httpx.AsyncClient(base_url=gateway.http) as client:
-        answer = await client.post(f"/v1/devices/{device.id}/readings", content=body,
-                                   headers={"Authorization": f"Bearer {device.token}"})
-    assert answer.status_code == 200, answer.text
-    return [uuid.UUID(i) for i in answer.json()["accepted"]]
+    return await send_native(gateway, device, body)
 
 
 def _weights(n: int, start: datetime = BASE, value: float = 60.0) -> bytes:
-    return native.encode_message([
-        native.encode_reading("weight", start + timedelta(minutes=i), value=value + i / 10,
-                              unit="kg") for i in range(n)])
+    return native_weights(n, start, value)
 
 
 async def _rows(store: Store, ids: Sequence[uuid.UUID]) -> list[tuple[str, str | None]]:
