@@ -145,8 +145,10 @@ async def _main(settings: Settings, interval_s: float) -> None:
                 await asyncio.wait_for(stop.wait(), 5)
             stored = {r[0]: r[1] for r in await store.fetch("event_counts_by_type")}
             queued = {r[0]: r[1] for r in await store.fetch("pending_deliveries")}
+            # One line however wide, so that it can be followed with grep.
             console.print(f"stored events {stored or '{}'} · deliveries queued "
-                          f"{queued or '{}'}" + (receivers.status() if receivers else ""))
+                          f"{queued or '{}'}" + (receivers.status() if receivers else ""),
+                          soft_wrap=True, highlight=False)
     finally:
         sim_stop.set()
         tally = await sim

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,12 @@ from gateway import embedded
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
+_DELIVERED = re.compile(r"region FHIR: ([1-9]\d*) Observations · Göteborg webhook: ([1-9]\d*) "
+                        r"items · alarm centre: ([1-9]\d*) alarms accepted")
+
+
+def _delivered(status_line: str) -> bool:
+    return _DELIVERED.search(status_line) is not None
 
 
 def test_demo_runs_on_embedded_services_and_stops_cleanly(tmp_path: Path) -> None:
@@ -28,9 +35,12 @@ def test_demo_runs_on_embedded_services_and_stops_cleanly(tmp_path: Path) -> Non
                                  "--http-port", str(port)], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 90
-            # Readings (native, PCD-01, FHIR, OMH), positions (vendor GPS, SCAIP) and alarms.
+            deadline = time.monotonic() + 120
+            # Readings (native, PCD-01, FHIR, OMH), positions (vendor GPS, SCAIP) and alarms
+            # stored; and delivered: Observations at the region's FHIR server, items at
+            # Göteborg's webhook, alarms accepted by the simulated alarm centre.
             while not any(all(f"'{kind}'" in line for kind in ("reading", "position", "alarm"))
+                          and _delivered(line)
                           for line in log.read_text().splitlines()
                           if line.startswith("stored events")):
                 assert proc.poll() is None, log.read_text()
