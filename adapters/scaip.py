@@ -172,7 +172,8 @@ def parse_mrq(data: bytes, *, received_at: datetime,
     """Parse one `<mrq>` received at `received_at` (aware UTC).
 
     `medication_alarms`: a "pill not taken" (stc 0081) becomes an Alarm (DOSE_MISSED) rather
-    than a MEDICATION DeviceEvent; the caller decides from the device's assignment.
+    than a MEDICATION DeviceEvent; ingest decides by the assignment valid at the measurement
+    time (gateway/dose_alarms.py).
     Raises ScaipError (an AdapterError) only.
     """
     try:

@@ -86,8 +86,9 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime,
           medication_alarms: bool = False) -> Parsed:
     """Parse one message from the authenticated `device_id`, received at `received_at`.
 
-    `medication_alarms`: a `dose_not_taken` becomes an Alarm (DOSE_MISSED); the caller decides
-    from the device's assignment (a missed dose is an alarm for some users only).
+    `medication_alarms`: a `dose_not_taken` becomes an Alarm (DOSE_MISSED). Ingest parses with
+    False and parses again with True only for events whose assignment at their measurement
+    time has `dose_alarm` (gateway/dose_alarms.py): a missed dose is an alarm for some people.
     """
 
     def mapper(item: MedicineEvent, dev: str, rx: datetime) -> list[Event]:

@@ -20,7 +20,6 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 
@@ -67,15 +66,8 @@ class AssignmentSpec(_Strict):
     position_consent: bool = False
     dose_alarm: bool = False  # a missed medicine dose is an alarm (gateway/dose_alarms.py)
 
-    @field_validator("dose_alarm")
-    @classmethod
-    def _dose_alarm_needs_medication_and_route(cls, dose_alarm: bool,
-                                               info: ValidationInfo) -> bool:
-        if dose_alarm and "kinds" in info.data:
-            reason = dose_alarms.refusal(info.data["kinds"], info.data.get("alarm_route"))
-            if reason is not None:
-                raise ValueError(reason)
-        return dose_alarm
+    _dose_alarm_needs_medication_and_route = field_validator("dose_alarm")(
+        dose_alarms.validate_field)
 
 
 class ConfigFile(_Strict):

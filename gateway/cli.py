@@ -234,11 +234,14 @@ def assignment_end(
 @assignment_app.command("list")
 def assignment_list(device: Annotated[str | None, typer.Option()] = None) -> None:
     rows = _with_store(lambda s: s.fetch("list_assignments", device))
-    table = Table("id", "device", "huvudman", "basis", "kinds", "from", "to")
+    table = Table("id", "device", "huvudman", "basis", "kinds", "from", "to", "alarm route",
+                  "positions", "dose alarm")
     for r in rows:
         table.add_row(str(r["id"]), r["device_id"], r["huvudman"], r["legal_basis"],
                       ",".join(r["kinds"]), r["valid_from"].isoformat(),
-                      r["valid_to"].isoformat() if r["valid_to"] else "")
+                      r["valid_to"].isoformat() if r["valid_to"] else "",
+                      r["alarm_route"] or "", "consent" if r["position_consent"] else "",
+                      "yes" if r["dose_alarm"] else "")
     console.print(table)
 
 

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 
+from pydantic import ValidationInfo
+
 from adapters.errors import AdapterError
 from adapters.vendor_medicine import dose_slot
 from gateway.assignment import Assignment
@@ -61,6 +63,17 @@ def refusal(kinds: Collection[Kind], alarm_route: str | None) -> str | None:
     if not alarm_route:
         return "a missed dose as an alarm needs someone to act on it; set alarm_route"
     return None
+
+
+def validate_field(dose_alarm: bool, info: ValidationInfo) -> bool:
+    """Pydantic field validator for `dose_alarm` (assignment specs of config files and of the
+    lifecycle commands): the rule of `refusal`. Kinds that are invalid are refused under their
+    own name, not a second time here."""
+    if dose_alarm and "kinds" in info.data:
+        reason = refusal(info.data["kinds"], info.data.get("alarm_route"))
+        if reason is not None:
+            raise ValueError(reason)
+    return dose_alarm
 
 
 def is_missed_dose(event: Event) -> bool:

@@ -206,16 +206,8 @@ class NewAssignment(BaseModel):
                              "set position_consent")
         return consent
 
-    @field_validator("dose_alarm")
-    @classmethod
-    def _dose_alarm_needs_medication_and_route(cls, dose_alarm: bool,
-                                               info: ValidationInfo) -> bool:
-        # Invalid kinds are refused under their own name; not a second time here.
-        if dose_alarm and "kinds" in info.data:
-            reason = dose_alarms.refusal(info.data["kinds"], info.data.get("alarm_route"))
-            if reason is not None:
-                raise ValueError(reason)
-        return dose_alarm
+    _dose_alarm_needs_medication_and_route = field_validator("dose_alarm")(
+        dose_alarms.validate_field)
 
 
 @dataclass(frozen=True, slots=True)
