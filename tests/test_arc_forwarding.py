@@ -10,25 +10,36 @@ only the ARC path is under test here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
 from adapters import native, scaip
 from adapters.scaip import Mty, Snu
 from gateway import alarms
+from gateway.crypto import Opener, WrappedKey, load_private_key
+from gateway.delivery.arc import jobs_from
 from gateway.delivery.scaip_alarm import did_for, ref_for
+from gateway.keyring import build_sealing
+from gateway.model import Alarm, AlarmType, Position
+from gateway.registry import Registry
+from gateway.sealing import BatchRows, RelayPlaintext
+from gateway.settings import Settings
 from gateway.store.connector import Store
 from simulator.arc import ScaipArc
 from simulator.scaip_device import ScaipUnit, UnitSpec
 from tests.support import (
     ARC_TEST_TIMING,
     FakeDevice,
+    Keys,
     MqttProbe,
     RunningGateway,
     register_device,
@@ -272,3 +283,39 @@ async def test_heartbeats_go_to_every_arc_at_the_interval_it_asks_for(
     up = [key for key, answering in forwarder.up.items() if answering]
     assert len(up) >= len(arcs)  # tests may have set some to drop meanwhile, not most
     assert all(forwarder.intervals[key] == 60.0 for key in up)
+
+
+async def test_an_unclaimed_alarm_goes_to_a_fallback_receiver_that_is_an_alarm_centre(
+        keys: Keys) -> None:
+    """The fallback receiver may itself be an alarm centre: the unclaimed alarm then gets an
+    ARC delivery and a relay copy, without its position (there is no consent to follow)."""
+    settings = dataclasses.replace(
+        Settings(), pseudonym_secret_file=keys.pseudonym_secret,
+        quarantine_public_key_file=keys.quarantine_public,
+        alarm_relay_public_key_file=keys.relay_public,
+        fallback_alarm_receiver="hmc-fallback-arc")
+    sealing = build_sealing(settings, Registry(), arc_receivers=frozenset({"hmc-fallback-arc"}),
+                            arc_lease_s=30.0)
+    at = datetime(2026, 11, 22, 5, tzinfo=UTC)
+    alarm = Alarm(event_id=uuid.uuid4(), device_id="T-IN-STOCK", alarm_type=AlarmType.FALL,
+                  measured_at=at, received_at=at, source="native",
+                  position=Position(lat=57.7, lon=11.97))
+    rows = sealing.prepare([alarm])
+    arc_rows = [d for d in rows.deliveries if d.target == "arc"]
+    assert [(d.huvudman, d.receiver, d.lane, d.delay_s, d.with_position) for d in arc_rows] == [
+        (None, "hmc-fallback-arc", "alarm", 30.0, False)]
+    assert {c.recipient for c in rows.copies} == {"hmc-quarantine", "hmc-alarm-relay"}
+    relay = next(c for c in rows.copies if c.recipient == "hmc-alarm-relay")
+    assert keys.relay_private is not None
+    opener = Opener("hmc-alarm-relay", [load_private_key(keys.relay_private.read_bytes())])
+    plain = msgspec.json.decode(opener.open(relay.envelope, event_id=alarm.event_id,
+                                            kind="alarm",
+                                            wrapped_key=_relay_key(rows)),
+                                type=RelayPlaintext)
+    assert plain.event.position is None and plain.positions_for == ()
+    jobs = jobs_from(rows.deliveries, [alarm], frozenset({alarm.event_id}))
+    assert [(j.receiver, j.with_position) for j in jobs] == [("hmc-fallback-arc", False)]
+
+
+def _relay_key(rows: BatchRows) -> WrappedKey:
+    return next(k for k in rows.data_keys.values() if k.huvudman == "hmc-alarm-relay")
