@@ -89,7 +89,10 @@ class ArcForwarder:
         self._rng = rng or random.Random()
         self._jobs: dict[tuple[uuid.UUID, str], asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._writer_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._writes: asyncio.Queue[tuple[str, tuple[object, ...]]] = asyncio.Queue()
+        self._accepting = True
         # Per (receiver, "primary" | "secondary"): answering heartbeats, and at what interval.
         self.up: dict[tuple[str, str], bool] = {}
         self.intervals: dict[tuple[str, str], float] = {}
@@ -108,6 +111,7 @@ class ArcForwarder:
 
     async def start(self) -> None:
         await self.client.start()
+        self._writer_task = asyncio.create_task(self._writer(), name="arc-history")
         self._tasks.append(asyncio.create_task(self._lease_loop(), name="arc-lease"))
         if self._opener is not None:
             self._tasks.append(asyncio.create_task(self._recover_loop(), name="arc-recover"))
@@ -123,12 +127,20 @@ class ArcForwarder:
     async def stop(self) -> None:
         """Stop sending. Alarms not yet accepted stay pending; their leases run out and an
         instance holding the relay key takes them (docs/delivery.md)."""
-        self._stopping.set()
+        self._accepting = False
         tasks = [*self._tasks, *self._jobs.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._jobs.clear()
+        # What was answered is written down if the database lets it within a few seconds; an
+        # accepted alarm not marked done is sent again after its lease, with the same ref.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._writes.join(), 5.0)
+        self._stopping.set()
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+            await asyncio.gather(self._writer_task, return_exceptions=True)
         await self.client.stop()
 
     # --- fast path ----------------------------------------------------------------------------
@@ -141,7 +153,7 @@ class ArcForwarder:
 
     def _spawn(self, job: ArcJob) -> None:
         key = (job.event_id, job.receiver)
-        if self._stopping.is_set() or key in self._jobs or job.receiver not in self._specs:
+        if not self._accepting or key in self._jobs or job.receiver not in self._specs:
             return
         task = asyncio.create_task(self._handle(job), name=f"arc-{job.event_id}")
         self._jobs[key] = task
@@ -161,14 +173,14 @@ class ArcForwarder:
                 accepted, count = await self._try_target(job, spec, which, address, mrq, ref)
                 sent += count
                 if accepted:
-                    await self._finish(job, which, sent)
+                    self._finish(job, which, sent)
                     return
                 if index + 1 < len(targets):
                     metrics.ARC_ESCALATED.labels(job.receiver).inc()
                     log.warning("arc_escalated", event_id=str(job.event_id),
                                 receiver=job.receiver, to=targets[index + 1][0])
-                    await self._incident(job, "arc_escalated")
-            await self._incident(job, "arc_unreachable")
+                    self._incident(job, "arc_escalated")
+            self._incident(job, "arc_unreachable")
             log.error("arc_unreachable", event_id=str(job.event_id), receiver=job.receiver)
             await asyncio.sleep(self._rng.uniform(0.5, 1.5) * spec.retry_s)
 
@@ -182,7 +194,7 @@ class ArcForwarder:
             answer = await self.client.request(address, mrq, ref, timeout_s=spec.answer_timeout_s)
             outcome, snu = _outcome(answer)
             metrics.ARC_ANSWERS.labels(job.receiver, which, outcome).inc()
-            await self._record(job, which, outcome, snu)
+            self._record(job, which, outcome, snu)
             if outcome == "accepted":
                 return True, sent
             if outcome == "hold":
@@ -196,21 +208,33 @@ class ArcForwarder:
                                                          gateway_cid=spec.cid))
             return False, sent
 
-    async def _finish(self, job: ArcJob, which: str, sent: int) -> None:
+    def _finish(self, job: ArcJob, which: str, sent: int) -> None:
         metrics.ARC_ACCEPTED.labels(job.receiver, which).inc()
         if self.on_accepted is not None:
             self.on_accepted(job.event_id, job.receiver)
-        await self._write("arc_done", job.event_id, job.receiver, sent)
+        self._later("arc_done", job.event_id, job.receiver, sent)
 
-    async def _record(self, job: ArcJob, which: str, outcome: str, snu: int | None) -> None:
-        await self._write("arc_attempt_add", job.event_id, job.receiver, which, outcome, snu)
+    def _record(self, job: ArcJob, which: str, outcome: str, snu: int | None) -> None:
+        self._later("arc_attempt_add", job.event_id, job.receiver, which, outcome, snu)
 
-    async def _incident(self, job: ArcJob, reason: str) -> None:
-        await self._write("arc_incident", job.event_id, job.alarm.device_id, reason)
+    def _incident(self, job: ArcJob, reason: str) -> None:
+        self._later("arc_incident", job.event_id, job.alarm.device_id, reason)
+
+    def _later(self, query: str, *args: object) -> None:
+        """History, incidents and settlement go through one writer task, in order: a database
+        that is away must never hold up the next send or an escalation."""
+        self._writes.put_nowait((query, args))
+
+    async def _writer(self) -> None:
+        while True:
+            query, args = await self._writes.get()
+            try:
+                await self._write(query, *args)
+            finally:
+                self._writes.task_done()
 
     async def _write(self, query: str, *args: object) -> None:
-        """History and settlement: retried while the database is away, never blocking the
-        next send longer than it takes (the alarm has already gone)."""
+        """Retried while the database is away (the alarm has already gone)."""
         delay = 0.1
         while not self._stopping.is_set():
             try:
@@ -253,7 +277,7 @@ class ArcForwarder:
         for row in rows:
             job = self._open(row)
             if job is None:
-                await self._write("arc_dead", row["id"], "relay copy cannot be opened")
+                self._later("arc_dead", row["id"], "relay copy cannot be opened")
                 continue
             async with self._store.pool.acquire() as conn:
                 await audit.record(conn, "alarm_relay.open", str(row["event_id"]),

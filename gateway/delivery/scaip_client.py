@@ -3,8 +3,9 @@
 An ARC answers our MESSAGE twice (SIS-TR 91102 §7.5): `200 OK` for the SIP hop, then its
 `<mrs>` as a *separate* MESSAGE to the address the request came from, which we answer with
 `200 OK`. `request()` sends one `<mrq>` (retransmitted with RFC 3261 timer E until the hop is
-answered) and waits for the `<mrs>` carrying its ref. What the ARC answers is returned as it is;
-what to do about it (hold, busy, silence) is gateway.delivery.arc's business.
+answered) and waits for the `<mrs>` carrying its ref from the address the request went to (an
+ARC answers from its SIP socket). What the ARC answers is returned as it is; what to do about it
+(hold, busy, silence) is gateway.delivery.arc's business.
 
 Nothing of a message's content is logged: refs, addresses and status codes only.
 """
@@ -62,7 +63,10 @@ class ScaipClient:
         self.t1_s = t1_s
         self._transport: asyncio.DatagramTransport | None = None
         self._hops: dict[str, asyncio.Future[int]] = {}  # Call-ID -> final status
-        self._answers: dict[str, asyncio.Future[ScaipResponse]] = {}  # ref -> <mrs>
+        # (ref, the ARC's address) -> its <mrs>. The address matters: after moving on from an
+        # ARC the gateway sends it `mty=RE` with the same ref, and its answer to that must not
+        # be taken for the next ARC's answer.
+        self._answers: dict[tuple[str, tuple[str, int]], asyncio.Future[ScaipResponse]] = {}
         self._cseq = 0
 
     async def start(self) -> None:
@@ -92,10 +96,11 @@ class ScaipClient:
         started = time.monotonic()
         ids, request = self._message(target, mrq)
         hop: asyncio.Future[int] = loop.create_future()
-        answer = self._answers.get(ref)
+        key = (ref, target)
+        answer = self._answers.get(key)
         if answer is None or answer.done():
             answer = loop.create_future()
-            self._answers[ref] = answer
+            self._answers[key] = answer
         self._hops[ids.call_id] = hop
         try:
             status = await self._transact(request, target, hop, timeout_s)
@@ -109,8 +114,8 @@ class ScaipClient:
             return Answer(mrs, status, time.monotonic() - started)
         finally:
             self._hops.pop(ids.call_id, None)
-            if self._answers.get(ref) is answer:
-                self._answers.pop(ref, None)
+            if self._answers.get(key) is answer:
+                self._answers.pop(key, None)
 
     def send_only(self, target: tuple[str, int], mrq: bytes) -> None:
         """Fire and forget (a reset to an ARC we stopped waiting for): one datagram."""
@@ -180,6 +185,6 @@ class ScaipClient:
             return
         if mrs.ref is None:
             return
-        waiter = self._answers.get(mrs.ref)
+        waiter = self._answers.get((mrs.ref, addr))
         if waiter is not None and not waiter.done():
             waiter.set_result(mrs)
