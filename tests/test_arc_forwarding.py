@@ -26,7 +26,8 @@ from adapters import native, scaip
 from adapters.scaip import Mty, Snu
 from gateway import alarms
 from gateway.crypto import Opener, WrappedKey, load_private_key
-from gateway.delivery.arc import jobs_from
+from gateway.delivery.arc import ArcForwarder, ArcJob, jobs_from
+from gateway.delivery.arc_config import ArcSpec
 from gateway.delivery.scaip_alarm import did_for, ref_for
 from gateway.keyring import build_sealing
 from gateway.model import Alarm, AlarmType, Position
@@ -319,3 +320,30 @@ async def test_an_unclaimed_alarm_goes_to_a_fallback_receiver_that_is_an_alarm_c
 
 def _relay_key(rows: BatchRows) -> WrappedKey:
     return next(k for k in rows.data_keys.values() if k.huvudman == "hmc-alarm-relay")
+
+
+async def test_a_database_outage_does_not_hold_up_escalation(database_url: str) -> None:
+    """The answers are written down by a background writer: with the database gone, an alarm
+    still moves from a busy centre to the secondary at once."""
+    store = await Store.connect(database_url)
+    await store.pool.close()  # every write now fails, as with a database that is away
+    busy, ok = ScaipArc(mode="busy", tcp=False), ScaipArc(tcp=False)
+    await busy.start()
+    await ok.start()
+    spec = ArcSpec(receiver="test-arc-db-down", cid="4600000001",
+                   primary=f"udp://127.0.0.1:{busy.udp_port}",
+                   secondary=f"udp://127.0.0.1:{ok.udp_port}", answer_timeout_s=1.0)
+    forwarder = ArcForwarder(store, {spec.receiver: spec}, heartbeats=False, lease_s=30.0)
+    await forwarder.start()
+    try:
+        at = datetime(2026, 11, 22, 5, tzinfo=UTC)
+        alarm = Alarm(event_id=uuid.uuid4(), device_id="T-DB-DOWN", alarm_type=AlarmType.BUTTON,
+                      measured_at=at, received_at=at, source="native")
+        forwarder.forward(ArcJob(alarm.event_id, spec.receiver, alarm, False))
+        ref = ref_for(alarm.event_id, spec.receiver)
+        assert await wait_until(lambda: _answers(ok, ref) == [Snu.OK], timeout=3)
+        assert _answers(busy, ref) == [Snu.BUSY]
+    finally:
+        await forwarder.stop()
+        await busy.stop()
+        await ok.stop()

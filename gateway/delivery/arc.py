@@ -149,9 +149,10 @@ class ArcForwarder:
                new_ids: frozenset[uuid.UUID]) -> None:
         """Pipeline hook (`on_stored`), on the event loop, right after a commit."""
         for job in jobs_from(rows.deliveries, events, new_ids):
-            self._spawn(job)
+            self.forward(job)
 
-    def _spawn(self, job: ArcJob) -> None:
+    def forward(self, job: ArcJob) -> None:
+        """Start sending `job` (a committed alarm) unless it is being sent already."""
         key = (job.event_id, job.receiver)
         if not self._accepting or key in self._jobs or job.receiver not in self._specs:
             return
@@ -283,7 +284,7 @@ class ArcForwarder:
                 await audit.record(conn, "alarm_relay.open", str(row["event_id"]),
                                    receiver=row["receiver"])
             log.info("arc_recovered", event_id=str(row["event_id"]), receiver=row["receiver"])
-            self._spawn(job)
+            self.forward(job)
         return len(rows)
 
     def _open(self, row: asyncpg.Record) -> ArcJob | None:
