@@ -38,7 +38,7 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -96,16 +96,6 @@ class ArcForwarder:
         # Per (receiver, "primary" | "secondary"): answering heartbeats, and at what interval.
         self.up: dict[tuple[str, str], bool] = {}
         self.intervals: dict[tuple[str, str], float] = {}
-        # Called with (event_id, receiver) when an ARC accepts (benchmarks, tests).
-        self.on_accepted: Callable[[uuid.UUID, str], None] | None = None
-
-    @property
-    def receivers(self) -> frozenset[str]:
-        return frozenset(self._specs)
-
-    @property
-    def active(self) -> int:
-        return len(self._jobs)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -211,8 +201,6 @@ class ArcForwarder:
 
     def _finish(self, job: ArcJob, which: str, sent: int) -> None:
         metrics.ARC_ACCEPTED.labels(job.receiver, which).inc()
-        if self.on_accepted is not None:
-            self.on_accepted(job.event_id, job.receiver)
         self._later("arc_done", job.event_id, job.receiver, sent)
 
     def _record(self, job: ArcJob, which: str, outcome: str, snu: int | None) -> None:
