@@ -1,5 +1,7 @@
-"""The keys ingest holds: huvudmän's public keys (from the database), HMC's quarantine public key
-and the pseudonym secret (from files). No private key of a huvudman is ever loaded here."""
+"""The keys ingest holds: huvudmän's public keys (from the database), HMC's quarantine and
+alarm-relay public keys and the pseudonym secret (from files). No private key of a huvudman is
+ever loaded here; the alarm relay's private key only where ALARM_RELAY_PRIVATE_KEY_FILE says so
+(docs/delivery.md, "Alarm centres")."""
 
 from __future__ import annotations
 
