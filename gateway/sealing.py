@@ -143,7 +143,7 @@ class Sealing:
         self._quarantine_key = quarantine_key
         self._relay_key = relay_key
         self._arc_receivers = arc_receivers
-        self.arc_lease_s = arc_lease_s
+        self._arc_lease_s = arc_lease_s
         self._index = index
         self._fallback = fallback_alarm_receiver
         self._quarantine_ttl = quarantine_ttl
@@ -242,7 +242,7 @@ class Sealing:
         for receiver, dest in arcs.items():
             rows.deliveries.append(DeliveryRow(
                 event.event_id, dest.huvudman, dest.assignment_id, dest.lane, receiver,
-                target="arc", delay_s=self.arc_lease_s,
+                target="arc", delay_s=self._arc_lease_s,
                 with_position=receiver in with_position))
 
     def _add_copy(self, rows: BatchRows, event: Event, recipient: str, subject_key: str,

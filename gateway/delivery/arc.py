@@ -329,7 +329,9 @@ def jobs_from(deliveries: Sequence[DeliveryRow], events: Sequence[Event],
               new_ids: frozenset[uuid.UUID]) -> list[ArcJob]:
     """The ARC jobs of a committed batch (only events that were new: a resend was forwarded
     when it was first stored)."""
+    arcs = [d for d in deliveries if d.target == "arc" and d.receiver is not None]
+    if not arcs:  # every bulk batch: no second pass over its events
+        return []
     alarms = {e.event_id: e for e in events if isinstance(e, Alarm) and e.event_id in new_ids}
     return [ArcJob(d.event_id, d.receiver, alarms[d.event_id], d.with_position)
-            for d in deliveries
-            if d.target == "arc" and d.receiver is not None and d.event_id in alarms]
+            for d in arcs if d.receiver is not None and d.event_id in alarms]
