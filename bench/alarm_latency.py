@@ -5,14 +5,16 @@ cores:
 1. a fresh database and a Mosquitto started from the project's own configuration (the helpers
    of bench/ingest_drain.py); N devices assigned to one huvudman (14) for weight and alarm,
    with an alarm route;
-2. a simulated alarm centre (simulator/arc.py, answering snu=0) and a RecordingReceiver
-   (simulator/receivers.py) as the huvudman's signed webhook, both in this process on their own
-   thread; a sinks.toml naming them; `gateway serve` as a subprocess;
+2. a simulated alarm centre (simulator/arc.py, answering snu=0) in a process of its own
+   (bench/arc_process.py), and a RecordingReceiver (simulator/receivers.py) as the huvudman's
+   signed webhook on a thread of this process; a sinks.toml naming them; `gateway serve` as a
+   subprocess (two with --alarm-process);
 3. background load: a windowed QoS 1 publisher paced at --rate weight readings/s;
-4. alarm probes: a second client publishes native alarms at --alarms-per-s, each with its own
-   time and so its own event id; the publish time is taken here and the receipt time where the
-   ARC reads the `<mrq>` (matched by its ref, derived from the event id), and also where the
-   webhook receives the huvudman's copy;
+4. alarm probes: a client in a process of its own (bench/probe_process.py) publishes native
+   alarms at --alarms-per-s, each with its own time and so its own event id; the publish time
+   is taken there and the receipt time where the ARC (bench/arc_process.py) reads the `<mrq>`
+   (matched by its ref, derived from the event id), and also where the webhook receives the
+   huvudman's copy;
 5. every second the outbox is sampled (pending deliveries), to see whether bulk delivery keeps
    up with ingest.
 """
@@ -52,12 +54,10 @@ from bench.ingest_drain import (
 from gateway import embedded
 from gateway.delivery import wire
 from gateway.delivery.scaip_alarm import ref_for
-from gateway.model import event_id
 from simulator.receivers import RecordingReceiver
 
 HUVUDMAN = "14"
 ARC_RECEIVER = "bench-arc"
-ALARM_TYPE = "fall"
 CLIENT_ID = "bench-alarm-gateway"
 TARGETS_MS = {"p50": 5.0, "p99": 25.0, "max": 250.0}
 
@@ -172,40 +172,33 @@ class LoadPublisher(threading.Thread):
         c.loop_stop()
 
 
-class AlarmProbes(threading.Thread):
-    """Native alarms at `per_s`, each with its own time; remembers when each was published."""
+class ProbeProcess:
+    """The alarm probes (bench/probe_process.py) in a process of their own, at normal priority:
+    native alarms at `per_s`, each with its own time and so its own event id."""
 
     def __init__(self, host: str, port: int, devices: list[str], per_s: float,
                  seconds: float, channel: str) -> None:
-        super().__init__(name="alarm-probes", daemon=True)
-        self.channel = channel  # "alarm": the alarm topic; "up": behind the readings
-        self.host, self.port, self.devices = host, port, devices
-        self.per_s, self.count = per_s, int(per_s * seconds)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.probe_process", host, str(port), channel, str(per_s),
+             str(seconds), *devices], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the alarm probes did not connect")
         # id -> (time.monotonic, time.time) at publish
         self.sent: dict[uuid.UUID, tuple[float, float]] = {}
 
-    def run(self) -> None:
-        c = _client(f"bench-alarms-{uuid.uuid4().hex[:6]}", clean=True)
-        c.connect(self.host, self.port)
-        c.loop_start()
-        started = time.perf_counter()
-        last = datetime.now(UTC)
-        for k in range(self.count):
-            due = started + k / self.per_s
-            now = time.perf_counter()
-            if due > now:
-                time.sleep(due - now)
-            device = self.devices[k % len(self.devices)]
-            at = max(datetime.now(UTC), last + timedelta(microseconds=1))  # a time of its own
-            last = at
-            eid = event_id(device, f"alarm:{ALARM_TYPE}", at)
-            payload = native.encode_message(
-                [], alarms=[{"type": ALARM_TYPE, "time": at.isoformat(), "priority": 1}])
-            self.sent[eid] = (time.monotonic(), time.time())
-            c.publish(f"devices/{device}/{self.channel}/native", payload, qos=1)
-        time.sleep(0.5)
-        c.disconnect()
-        c.loop_stop()
+    def start(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def join(self) -> None:
+        out, _ = self.proc.communicate(timeout=600)
+        for line in out.splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                self.sent[uuid.UUID(row["event_id"])] = (row["mono"], row["wall"])
 
 
 # --- the outbox, sampled every second ------------------------------------------------------------
@@ -396,7 +389,7 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
             time.sleep(0.1)
         time.sleep(2.0)  # let the dispatcher (and the alarm process) settle
         load = LoadPublisher(host, port, device_ids, rate, seconds, window)
-        probes = AlarmProbes(host, port, device_ids[:50], alarms_per_s, seconds, channel)
+        probes = ProbeProcess(host, port, device_ids[:50], alarms_per_s, seconds, channel)
         sampler.start()
         load_started = time.perf_counter()
         load.start()
@@ -454,9 +447,10 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "broker": broker.kind},
-        "note": ("Latency is measured from the device's MQTT publish (in this process) to the "
-                 "moment the simulated alarm centre (simulator/arc.py, in this process) reads "
-                 "the <mrq> over SIP/UDP; the huvudman's webhook receipt is given beside it."),
+        "note": ("Latency is measured from the device's MQTT publish (bench/probe_process.py) "
+                 "to the moment the simulated alarm centre (bench/arc_process.py) reads the "
+                 "<mrq> over SIP/UDP, each in a process of its own; the huvudman's webhook "
+                 "receipt is given beside it."),
         "settings": {"seconds": seconds, "rate_per_s": rate, "alarms_per_s": alarms_per_s,
                      "alarm_channel": channel, "alarm_process": alarm_process,
                      "delivery_process": delivery_process, "nice_bulk": nice_bulk,
@@ -532,10 +526,10 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args.seconds, args.rate, args.alarms_per_s, args.devices, args.window,
                  args.channel, args.alarm_process, args.delivery_process, args.nice_bulk)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / args.out
+    out = RESULTS / args.out if not Path(args.out).is_absolute() else Path(args.out)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
