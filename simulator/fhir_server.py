@@ -158,9 +158,11 @@ class FhirServer:
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)  # by identifier
     created: Counter[str] = field(default_factory=Counter)
     answered: Counter[str] = field(default_factory=Counter)  # 201 or 200, per identifier
-    requests: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
+    # (monotonic when the request arrived, status), in the order the answers were given
+    requests: list[tuple[float, int]] = field(default_factory=list)
     fail_next: int = 0
     fail_status: int = 503
+    fail_headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After
     fail_always: bool = False
     lose_answer_next: int = 0  # store, then hang this long: the client times out
     lose_answer_s: float = 2.0
@@ -197,11 +199,14 @@ class FhirServer:
                                                    "conditionalCreate": True}]}]})
 
     async def _transaction(self, request: Request) -> Response:
+        arrived = time.monotonic()
         body = await request.body()
         if self.fail_always or self.fail_next > 0:
             self.fail_next = max(self.fail_next - 1, 0)
-            return self._answer(_fhir(self.fail_status, outcome([Issue(
-                "transient", "Bundle", "the server is unavailable; retry")])))
+            answer = _fhir(self.fail_status, outcome([Issue(
+                "transient", "Bundle", "the server is unavailable; retry")]))
+            answer.headers.update(self.fail_headers)
+            return self._answer(answer)
         if self.token is not None and request.headers.get(
                 "authorization") != f"Bearer {self.token}":
             return self._answer(_fhir(401, outcome([Issue("login", "Bundle",
@@ -227,7 +232,7 @@ class FhirServer:
         if self.lose_answer_next > 0:
             self.lose_answer_next -= 1
             await asyncio.sleep(self.lose_answer_s)
-            return self._answer(Response(status_code=504))
+            return self._answer(Response(status_code=504), arrived)
         return self._answer(_fhir(200, {"resourceType": "Bundle",
                                         "type": "transaction-response", "entry": entries}))
 
@@ -259,8 +264,9 @@ class FhirServer:
         return {"status": "201 Created", "location": f"Observation/{kept['id']}/_history/1",
                 "etag": 'W/"1"', "lastModified": now}
 
-    def _answer(self, response: Response) -> Response:
-        self.requests.append((time.monotonic(), response.status_code))
+    def _answer(self, response: Response, arrived: float | None = None) -> Response:
+        self.requests.append((time.monotonic() if arrived is None else arrived,
+                              response.status_code))
         return response
 
 

@@ -35,6 +35,7 @@ class Endpoint:
     requests: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
     fail_next: int = 0
     fail_status: int = 503
+    fail_headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After
     fail_always: bool = False
     hang_next: int = 0
     hang_s: float = 30.0
@@ -82,7 +83,8 @@ class RecordingReceiver:
         body = await request.body()
         if ep.fail_always or ep.fail_next > 0:
             ep.fail_next = max(ep.fail_next - 1, 0)
-            return self._answer(ep, Response(status_code=ep.fail_status))
+            return self._answer(ep, Response(status_code=ep.fail_status,
+                                             headers=ep.fail_headers))
         if ep.hang_next > 0:
             ep.hang_next -= 1
             await asyncio.sleep(ep.hang_s)

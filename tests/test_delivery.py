@@ -181,6 +181,26 @@ async def test_breaker_opens_one_request_per_open_period_then_closes(
     assert not breaker.is_open
 
 
+async def test_retry_after_pauses_the_receiver_for_as_long_as_it_asked(
+        gateway: RunningGateway, store: Store, receiver: RecordingReceiver) -> None:
+    ep = receiver.endpoints["1452"]
+    ep.fail_next, ep.fail_status, ep.fail_headers = 1, 503, {"Retry-After": "2"}
+    device = await _device(store, gateway, "1452")
+    ids = await _send(gateway, device, _weights(3))
+
+    async def refused() -> bool:
+        return ep.answered(503) == 1
+
+    assert await wait_until(refused)
+    assert gateway.runtime.dispatcher.breaker("webhook:1452").is_open
+    await _all_stored(receiver, "1452", ids)
+    # Without Retry-After the test gateway would have asked again within a few hundred ms
+    # (50 ms backoff base); it waited the 2 s the receiver asked for, then sent once more.
+    (refused_at, _), (next_at, status) = ep.requests[0], ep.requests[1]
+    assert status == 200 and next_at - refused_at >= 1.9, next_at - refused_at
+    assert await _states(store, ids) == ["done"] * 3
+
+
 class _Counting:
     """A sink that counts the items it was given (which dispatcher sent what)."""
 

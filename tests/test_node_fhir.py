@@ -53,6 +53,7 @@ async def fhir() -> AsyncIterator[FhirServer]:
 def fresh(fhir: FhirServer) -> FhirServer:
     """The server as it should be at the start of a test: healthy, lenient, no refusals."""
     fhir.fail_always, fhir.fail_next, fhir.lose_answer_next = False, 0, 0
+    fhir.fail_status, fhir.fail_headers = 503, {}
     fhir.atomic, fhir.reject = False, set()
     return fhir
 
@@ -226,6 +227,27 @@ async def test_fhir_outage_and_node_restart_still_give_each_reading_exactly_once
     assert 2 in answered and all(n in (1, 2) for n in answered), answered
     for i in ids:
         assert rows[i]["fhir_status"] == (200 if fhir.answered[_key(i)] == 2 else 201)
+
+
+async def test_a_server_asking_to_retry_after_two_seconds_is_left_alone_that_long(
+        node_config: NodeConfig, fresh: FhirServer, gateway: RunningGateway,
+        store: Store) -> None:
+    fhir = fresh
+    fhir.fail_next, fhir.fail_status, fhir.fail_headers = 1, 429, {"Retry-After": "2"}
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    async with _running(node_config) as node:
+        device = await _device(store, gateway)
+        ids = await _send(gateway, device, _weights(2, start))
+        rows = await _settled(node, ids)
+    assert all(r["fhir_state"] == "done" for r in rows.values())
+    assert [fhir.created[_key(i)] for i in ids] == [1, 1]
+    # The test node backs off 50-300 ms; the server asked for 2 s and got them.
+    requests = sorted(fhir.requests)  # by arrival
+    statuses = [status for _, status in requests]
+    at = statuses.index(429)
+    assert statuses.count(429) == 1 and at + 1 < len(statuses)
+    gap = requests[at + 1][0] - requests[at][0]
+    assert gap >= 1.9, gap
 
 
 @pytest.mark.parametrize("atomic", [False, True], ids=["per-entry", "atomic-transaction"])

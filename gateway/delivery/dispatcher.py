@@ -193,11 +193,14 @@ class Dispatcher:
             was_open = breaker.is_open
             results = await self._request(sink, chunk)
             failed = all(r.outcome is Outcome.RETRY for r in results)
-            breaker.record(not failed, open_now=any(r.open_breaker for r in results))
+            asked = [r.retry_after_s for r in results if r.retry_after_s is not None]
+            breaker.record(not failed, open_now=any(r.open_breaker for r in results),
+                           open_for=max(asked) if failed and asked else None)
             metrics.DELIVERY_REQUESTS.labels(sink.name, "failed" if failed else "ok").inc()
             metrics.BREAKER_OPEN.labels(sink.name).set(1 if breaker.is_open else 0)
             if breaker.is_open and not was_open:
-                log.warning("sink_circuit_open", sink=sink.name, open_s=breaker.open_s,
+                log.warning("sink_circuit_open", sink=sink.name,
+                            open_s=round(breaker.retry_in(), 1),
                             reason=results[0].reason if results else None)
             elif was_open and not breaker.is_open:
                 log.info("sink_circuit_closed", sink=sink.name)
@@ -222,8 +225,9 @@ class Dispatcher:
             return Settlement(c.id, "done")
         if r.outcome is Outcome.REJECTED:
             return Settlement(c.id, "dead", reason=r.reason)
-        return Settlement(c.id, "retry", backoff(c.attempts, self._backoff_base_s),
-                          r.reason or "retry")
+        # Never sooner than the receiver asked (Retry-After).
+        delay = max(backoff(c.attempts, self._backoff_base_s), r.retry_after_s or 0.0)
+        return Settlement(c.id, "retry", delay, r.reason or "retry")
 
     def _account(self, lane: str, sent: Sequence[_Sent], states: Mapping[int, str]) -> None:
         now, wall = time.monotonic(), datetime.now(UTC)

@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.delivery import wire
+from gateway.delivery import retry_after, wire
 from gateway.delivery.arc_config import ArcSpec
 
 
@@ -50,13 +50,16 @@ class ItemResult:
     reason: str | None = None
     # The request failed in a way that must stop sending at once (401/403: configuration).
     open_breaker: bool = False
+    # The receiver asked not to be sent anything for this long (429/503 `Retry-After`).
+    retry_after_s: float | None = None
 
 
 DONE = ItemResult(Outcome.DONE)
 
 
-def RETRY(reason: str, *, open_breaker: bool = False) -> ItemResult:
-    return ItemResult(Outcome.RETRY, reason, open_breaker)
+def RETRY(reason: str, *, open_breaker: bool = False,
+          retry_after_s: float | None = None) -> ItemResult:
+    return ItemResult(Outcome.RETRY, reason, open_breaker, retry_after_s)
 
 
 def REJECTED(reason: str) -> ItemResult:
@@ -114,7 +117,10 @@ class Breaker:
             return 0.0
         return max(self.open_until - now, 0.0) + (1.0 if self.trial_in_flight else 0.0)
 
-    def record(self, ok: bool, *, open_now: bool = False, now: float | None = None) -> None:
+    def record(self, ok: bool, *, open_now: bool = False, open_for: float | None = None,
+               now: float | None = None) -> None:
+        """`open_for`: the receiver asked for that pause (`Retry-After`): open for exactly
+        that long, at once."""
         now = time.monotonic() if now is None else now
         trial, self.trial_in_flight = self.trial_in_flight, False
         if ok:
@@ -122,7 +128,9 @@ class Breaker:
             self.open_until = None
             return
         self.failures += 1
-        if trial or open_now or self.failures >= self.threshold:
+        if open_for is not None:
+            self.open_until = now + open_for
+        elif trial or open_now or self.failures >= self.threshold:
             self.open_until = now + self.open_s
 
 
@@ -159,7 +167,9 @@ class WebhookSink:
         if not 200 <= status < 300:
             # 5xx and 429 as the design says; any other 4xx too: a receiver's or a
             # configuration's fault must not dead-letter data.
-            return [RETRY(f"http {status}")] * len(items)
+            wait = retry_after.seconds(answer.headers.get("retry-after")) \
+                if status in (429, 503) else None
+            return [RETRY(f"http {status}", retry_after_s=wait)] * len(items)
         if not answer.content.strip():
             return [DONE] * len(items)
         try:

@@ -11,7 +11,8 @@ row from the transaction-response:
   OperationOutcome's issue codes, never its free text, which could carry a value or a name);
 - entry `5xx`, no entry for it, a timeout, a connection error, 429, 401/403/404/405/415 (server
   or configuration trouble, not the data's fault), an answer that does not decode: retried with
-  exponential backoff and full jitter, never dead by itself;
+  exponential backoff and full jitter, never dead by itself; never sooner than a 429's or 503's
+  `Retry-After` asks (capped at an hour), and the loop pauses that long too;
 - the whole Bundle refused with 400/409/412/413/422 (a conforming server fails a transaction as a
   whole when one entry is bad): the batch is split in halves and each half sent again, down to
   single entries, so one bad reading is dead and the others go through. Conditional create makes
@@ -43,6 +44,7 @@ import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
 from gateway import logs
+from gateway.delivery import retry_after
 from gateway.delivery.outbox import backoff
 from gateway.delivery.sinks import safe_reason
 from gateway.node import fhir_bundle
@@ -149,6 +151,7 @@ class Result:
     kind: str  # created / existing (done), else a FAILED kind
     status: int | None = None
     reason: str | None = None
+    retry_after_s: float | None = None  # the server's Retry-After (429, 503)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,8 @@ class FhirForwarder:
         self._task: asyncio.Task[None] | None = None
         self._claimed: set[uuid.UUID] = set()
         self._metrics_at = 0.0
+        # The longest Retry-After of the last cycle's answers (0: none asked for).
+        self.asked_pause_s = 0.0
 
     def wake(self) -> None:
         """New readings were stored: look now rather than at the next poll."""
@@ -206,15 +211,17 @@ class FhirForwarder:
                 await self._refresh_metrics()
             except (OSError, asyncpg.PostgresError, TimeoutError) as err:
                 log.warning("fhir_cycle_failed", error=type(err).__name__)
-                handled, failed = 0, True
+                handled, failed, self.asked_pause_s = 0, True, 0.0
             except Exception as err:  # a bug must not end forwarding for good, nor leak data
                 log.error("fhir_cycle_crashed", error=type(err).__name__)
-                handled, failed = 0, True
+                handled, failed, self.asked_pause_s = 0, True, 0.0
             if failed:
                 failures += 1
                 # Not woken by new readings: during an outage that would be one request each.
-                await asyncio.sleep(backoff(failures, self.config.backoff_base_s,
-                                            cap_s=self.config.backoff_cap_s))
+                # Not before the server asked either (Retry-After).
+                await asyncio.sleep(max(backoff(failures, self.config.backoff_base_s,
+                                                cap_s=self.config.backoff_cap_s),
+                                        self.asked_pause_s))
                 continue
             failures = 0
             if handled >= self.config.batch_max:
@@ -243,6 +250,8 @@ class FhirForwarder:
             self._claimed.difference_update(c.event_id for c in claimed)
         failed = bool(sendable) and all(r.outcome == "retry" for r in results
                                         if r.kind != "not_sendable")
+        self.asked_pause_s = max((r.retry_after_s for r in results
+                                  if r.retry_after_s is not None), default=0.0)
         return len(claimed), failed
 
     def _prepare(self, row: asyncpg.Record) -> _Claimed:
@@ -274,7 +283,10 @@ class FhirForwarder:
             return await self._send(batch[:half]) + await self._send(batch[half:])
         if not 200 <= status < 300:
             kind = "server_error" if status >= 500 else "refused"
-            return [self._retry(c, kind, status, _phrase(status)) for c in batch]
+            wait = retry_after.seconds(response.headers.get("retry-after")) \
+                if status in (429, 503) else None
+            return [Result(c.event_id, "retry", kind, status, _phrase(status), wait)
+                    for c in batch]
         answers = _entry_statuses(response.content, len(batch))
         if answers is None:
             return [self._retry(c, "answer", status, "answer not understood") for c in batch]
@@ -299,9 +311,10 @@ class FhirForwarder:
 
     async def _settle(self, claimed: Sequence[_Claimed], results: Sequence[Result]) -> None:
         attempts = {c.event_id: c.attempts for c in claimed}
-        delays = [backoff(attempts[r.event_id], self.config.backoff_base_s,
-                          cap_s=self.config.backoff_cap_s) if r.outcome == "retry" else 0.0
-                  for r in results]
+        # A retry is never due sooner than the server asked (Retry-After).
+        delays = [max(backoff(attempts[r.event_id], self.config.backoff_base_s,
+                              cap_s=self.config.backoff_cap_s), r.retry_after_s or 0.0)
+                  if r.outcome == "retry" else 0.0 for r in results]
         await self.pool.execute(
             QUERIES["fhir_settle"], [r.event_id for r in results], [r.outcome for r in results],
             delays, [r.status for r in results], [r.reason for r in results])
