@@ -5,6 +5,7 @@ recording FHIR server (simulator/fhir_server.py). Real PostgreSQL, real HTTP eve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import re
@@ -282,9 +283,9 @@ async def test_a_refused_reading_is_dead_with_a_reason_and_does_not_block_the_ot
     assert PNR not in logged and "191212121212" not in logged
 
 
-async def test_an_unknown_patient_is_dead_not_found_and_the_known_one_goes_through(
+async def test_an_unknown_patient_is_dead_until_registered_and_replayed(
         node_config: NodeConfig, fresh: FhirServer, gateway: RunningGateway,
-        store: Store) -> None:
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     fhir = fresh
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
     async with _running(node_config) as node:
@@ -296,6 +297,38 @@ async def test_an_unknown_patient_is_dead_not_found_and_the_known_one_goes_throu
     assert rows[ok[0]]["fhir_state"] == "done" and fhir.created[_key(ok[0])] == 1
     assert rows[refused[0]]["fhir_state"] == "dead"
     assert rows[refused[0]]["fhir_reason"] == "rejected bad request not-found"
+
+    # The region registers the person; the integrator lists the dead readings and replays.
+    from rich.console import Console
+    from typer.testing import CliRunner, Result
+
+    from gateway import cli as gateway_cli
+    from gateway.cli import app
+
+    monkeypatch.setattr(gateway_cli, "console", Console(width=250, force_terminal=False))
+    runner, env = CliRunner(), {"NODE_DATABASE_URL": node_config.database_url}
+
+    async def cli(*args: str) -> Result:  # the commands run their own event loop
+        return await asyncio.to_thread(runner.invoke, app, list(args), env=env,
+                                       terminal_width=250)
+
+    listed = await cli("node-fhir", "dead", "--huvudman", CODE)
+    assert listed.exit_code == 0, listed.output
+    assert str(refused[0]) in listed.output and "not-found" in listed.output
+    assert str(ok[0]) not in listed.output and "test-subject" not in listed.output
+    assert fhir.known_patients is not None
+    fhir.known_patients.add(f"{fhir_bundle.PERSONNUMMER_SYSTEM}|test-subject-not-at-this-ehr")
+    try:
+        replayed = await cli("node-fhir", "replay", "--huvudman", CODE, str(refused[0]))
+        assert replayed.exit_code == 0 and "1 dead readings back to pending" in replayed.output
+        again = await cli("node-fhir", "replay", "--huvudman", CODE, str(refused[0]))
+        assert again.exit_code == 1  # no longer dead
+        async with _running(node_config) as node:
+            rows = await _settled(node, refused)
+    finally:
+        fhir.known_patients.discard(
+            f"{fhir_bundle.PERSONNUMMER_SYSTEM}|test-subject-not-at-this-ehr")
+    assert rows[refused[0]]["fhir_state"] == "done" and fhir.created[_key(refused[0])] == 1
 
 
 async def test_metrics_show_pending_and_dead(node_config: NodeConfig, fresh: FhirServer,

@@ -1,20 +1,28 @@
-"""`gateway node`: run the huvudman node (gateway/node/), installed by gateway/cli.py."""
+"""`gateway node`: run the huvudman node (gateway/node/); `gateway node-fhir`: its readings the
+FHIR server refused for good, and sending them again. Installed by gateway/cli.py."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from gateway import logs
 from gateway.node import fhir_bundle
+from gateway.node.storage import NodeStore
 from gateway.store.migrate import MigrationError
 
 console = Console(stderr=True)
+T = TypeVar("T")
+Huvudman = Annotated[str, typer.Option(help="The huvudman whose node database this is")]
 
 
 def install(app: typer.Typer) -> None:
@@ -71,3 +79,79 @@ def install(app: typer.Typer) -> None:
         except MigrationError as err:
             console.print(f"[red]{err}[/]")
             raise typer.Exit(1) from None
+
+    fhir_app = typer.Typer(
+        no_args_is_help=True,
+        help="The node's FHIR forwarding (NODE_DATABASE_URL): readings the FHIR server "
+             "refused for good, and sending them again (docs/fhir-forwarding.md).")
+
+    @fhir_app.command("dead")
+    def fhir_dead(huvudman: Huvudman,
+                  limit: Annotated[int, typer.Option(help="At most this many")] = 100) -> None:
+        """Readings the FHIR server refused for good (metadata only).
+
+        Oldest first: event id, kind, when measured, the FHIR server's status and reason;
+        never their content."""
+        rows = _with_node_store(huvudman, lambda s: s.fhir_dead(limit))
+        table = Table("event id", "kind", "measured at", "status", "reason", "attempts",
+                      "dead since")
+        for r in rows:
+            table.add_row(str(r["event_id"]), r["kind"], r["measured_at"].isoformat(),
+                          str(r["fhir_status"] or ""), r["fhir_reason"] or "",
+                          str(r["fhir_attempts"]),
+                          r["fhir_done_at"].isoformat() if r["fhir_done_at"] else "")
+        out = _stdout()
+        out.print(table)
+        out.print(f"{len(rows)} dead readings" + (" (limit reached)" if len(rows) == limit
+                                                  else ""))
+
+    @fhir_app.command("replay")
+    def fhir_replay(
+        huvudman: Huvudman,
+        event_id: Annotated[uuid.UUID | None, typer.Argument(
+            help="A dead reading's event id")] = None,
+        all_dead: Annotated[bool, typer.Option("--all-dead",
+                                               help="Every dead reading")] = False,
+    ) -> None:
+        """Send dead readings again, once the cause is fixed.
+
+        Say the Patient now exists at the FHIR server: the readings are due now, attempts
+        reset. A running node sends them at its next poll; conditional create keeps a reading
+        the server already has from being doubled."""
+        if (event_id is None) == (not all_dead):
+            console.print("[red]give either an event id or --all-dead[/]")
+            raise typer.Exit(2)
+        ids = _with_node_store(huvudman, lambda s: s.fhir_replay(event_id))
+        _stdout().print(f"{len(ids)} dead readings back to pending")
+        if event_id is not None and not ids:
+            console.print(f"[yellow]{event_id} is not a dead reading of {huvudman}[/]")
+            raise typer.Exit(1)
+
+    app.add_typer(fhir_app, name="node-fhir")
+
+
+def _stdout() -> Console:
+    from gateway import cli
+
+    return cli.console
+
+
+def _with_node_store(huvudman: str, action: Callable[[NodeStore], Awaitable[T]]) -> T:
+    dsn = os.environ.get("NODE_DATABASE_URL", "")
+    if not dsn:
+        console.print("[red]NODE_DATABASE_URL is not set: the node's database[/]")
+        raise typer.Exit(2)
+
+    async def run() -> T:
+        store = await NodeStore.connect(dsn, huvudman, max_size=1)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (OSError, asyncpg.PostgresError) as err:
+        # The class only: a connection string can carry a password.
+        console.print(f"[red]the node's database could not be used ({type(err).__name__})[/]")
+        raise typer.Exit(1) from None

@@ -57,3 +57,18 @@ SELECT count(*) FILTER (WHERE fhir_state = 'pending') AS pending,
        extract(epoch FROM now() - min(received_at) FILTER (WHERE fhir_state = 'pending'))::float8
            AS oldest_s
 FROM huvudman_node.copy WHERE fhir_state IN ('pending', 'dead');
+
+-- name: fhir_dead
+-- Readings the FHIR server refused for good, oldest first: ids, kinds, times, status and the
+-- letters-only reason; never content.
+SELECT event_id, kind, measured_at, fhir_status, fhir_reason, fhir_attempts, fhir_done_at
+FROM huvudman_node.copy
+WHERE huvudman = $1 AND fhir_state = 'dead'
+ORDER BY fhir_done_at, event_id LIMIT $2;
+
+-- name: fhir_replay
+-- Dead readings back to pending, due now, attempts reset: one ($2) or all ($2 NULL).
+UPDATE huvudman_node.copy
+SET fhir_state = 'pending', fhir_attempts = 0, fhir_next_at = now(), fhir_done_at = NULL
+WHERE huvudman = $1 AND fhir_state = 'dead' AND ($2::uuid IS NULL OR event_id = $2)
+RETURNING event_id;

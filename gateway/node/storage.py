@@ -51,6 +51,15 @@ class NodeStore:
             [c.subjects for c in copies], [c.routed_at for c in copies])
         return frozenset(r["event_id"] for r in rows)
 
+    async def fhir_dead(self, limit: int = 100) -> list[asyncpg.Record]:
+        """This huvudman's readings the FHIR server refused for good (metadata only)."""
+        return list(await self.pool.fetch(QUERIES["fhir_dead"], self.huvudman, limit))
+
+    async def fhir_replay(self, event_id: uuid.UUID | None) -> list[uuid.UUID]:
+        """One dead reading (or all: None) due again now; the ids that were dead."""
+        rows = await self.pool.fetch(QUERIES["fhir_replay"], self.huvudman, event_id)
+        return [r["event_id"] for r in rows]
+
     async def ready(self) -> bool:
         try:
             return bool(await self.pool.fetchval(QUERIES["ping"]) == 1)
