@@ -23,6 +23,9 @@ ACK_SECONDS = Histogram("gateway_ingest_ack_latency_seconds",
                         buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5))
 COMMIT_FAILURES = Counter("gateway_batch_commit_failures_total",
                           "Batch commits that failed and were retried")
+UNSTORABLE = Counter("gateway_unstorable_events_total",
+                     "Events the database refused for their own data (SQLSTATE class 22/23): "
+                     "left unacknowledged, the rest of their batch stored", ["lane"])
 PENDING = Gauge("gateway_pipeline_pending_events", "Events received and not yet committed")
 MQTT_CONNECTED = Gauge("gateway_mqtt_connected", "1 while the ingest MQTT session is up")
 MQTT_ALARM_CONNECTED = Gauge("gateway_mqtt_alarm_connected",

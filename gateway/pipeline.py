@@ -6,7 +6,12 @@ message was rejected) with a callback. The pipeline batches submissions for at m
 then calls every callback in the batch: the MQTT PUBACK, the HTTP 2xx, the SCAIP response.
 
 A batch that fails to commit is retried, with backoff, until it succeeds: the devices' messages
-stay unacknowledged meanwhile, so nothing is lost and nothing is acknowledged early. Batches grow
+stay unacknowledged meanwhile, so nothing is lost and nothing is acknowledged early. A batch the
+database refuses for its own data (SQLSTATE class 22 or 23: retrying the same rows can never
+succeed) is halved until the refused events are alone: the rest is stored and acknowledged, and
+the messages holding a refused event are left unacknowledged, as if never committed (the broker
+keeps an MQTT message for the next session; HTTP answers 503 and SCAIP `snu=4` at their commit
+timeout, and the device sends again). One bad event never stops a lane. Batches grow
 by themselves under load (submissions pile up while a commit runs), which is what lifts
 durability from ~2.5k to tens of thousands of rows per second (PERFORMANCE.md).
 
@@ -33,6 +38,9 @@ from gateway.sealing import BatchRows
 from gateway.store.connector import Store
 
 log = get_logger("pipeline")
+# SQLSTATE classes in which the rows themselves are at fault (data exception, integrity
+# constraint violation): the same rows can never commit, however often they are retried.
+_DATA_FAULTS = ("22", "23")
 # Events routed and sealed, or submissions acknowledged, between two yields to the event loop.
 CHUNK = 200
 
@@ -51,6 +59,21 @@ class Outcome:
 
     new: tuple[uuid.UUID, ...]
     duplicates: tuple[uuid.UUID, ...]
+
+
+class _Unstorable(Exception):
+    """The database refused these rows for their own data (sqlstate)."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def _data_fault(err: BaseException) -> str | None:
+    sqlstate = str(getattr(err, "sqlstate", "") or "")
+    if isinstance(err, asyncpg.PostgresError) and sqlstate[:2] in _DATA_FAULTS:
+        return sqlstate
+    return None
 
 
 @dataclass(slots=True)
@@ -185,8 +208,8 @@ class Pipeline:
             for event in sub.events:
                 # A resend in the same batch is stored once; counted as duplicate below.
                 unique.setdefault(event.event_id, event)
-        rows = await self._prepare(list(unique.values()))
-        result = await self._write_until_committed(lane, rows)
+        prepared = await self._prepare(list(unique.values()))
+        result, rows, unstorable = await self._write_isolating(lane, prepared)
         if result and self._on_stored is not None:
             try:
                 self._on_stored(rows, list(unique.values()), result)
@@ -206,6 +229,8 @@ class Pipeline:
         for n, sub in enumerate(batch, 1):
             if n % CHUNK == 0:
                 await asyncio.sleep(0)  # acks cost a socket write each: let alarms through
+            if unstorable and any(e.event_id in unstorable for e in sub.events):
+                continue  # unacknowledged: the device or broker sends it again
             new: list[uuid.UUID] = []
             dup: list[uuid.UUID] = []
             for event in sub.events:
@@ -232,6 +257,31 @@ class Pipeline:
             rows.extend(self._preparer.prepare(events[start:start + CHUNK]))
         return rows
 
+    async def _write_isolating(self, lane: _Lane, rows: BatchRows,
+                               ) -> tuple[frozenset[uuid.UUID], BatchRows, frozenset[uuid.UUID]]:
+        """Store `rows`; if the database refuses them for their own data, store the halves,
+        down to single events. Returns the new ids, the rows that were stored, and the ids of
+        the events that could not be."""
+        try:
+            return await self._write_until_committed(lane, rows), rows, frozenset()
+        except _Unstorable as refused:
+            if len(rows.events) == 1:
+                event = rows.events[0]
+                metrics.UNSTORABLE.labels(lane.name).inc()
+                # Ids and the SQLSTATE only: the database's message can quote a value.
+                log.error("event_not_storable", lane=lane.name, event_id=str(event.event_id),
+                          device_id=event.device_id, sqlstate=refused.sqlstate)
+                return frozenset(), BatchRows(), frozenset({event.event_id})
+        ids = [e.event_id for e in rows.events]
+        half = len(ids) // 2
+        new, stored, unstorable = frozenset[uuid.UUID](), BatchRows(), frozenset[uuid.UUID]()
+        for part in (ids[:half], ids[half:]):
+            part_new, part_stored, part_unstorable = await self._write_isolating(
+                lane, rows.only(part))
+            new, unstorable = new | part_new, unstorable | part_unstorable
+            stored.extend(part_stored)
+        return new, stored, unstorable
+
     async def _write_until_committed(self, lane: _Lane,
                                      rows: BatchRows) -> frozenset[uuid.UUID]:
         if not rows.events:
@@ -243,6 +293,9 @@ class Pipeline:
                 result = await self._store.write_batch(rows)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                     TimeoutError) as err:
+                sqlstate = _data_fault(err)
+                if sqlstate is not None:
+                    raise _Unstorable(sqlstate) from None
                 metrics.COMMIT_FAILURES.inc()
                 if self.stalled_since is None:
                     self.stalled_since = started

@@ -12,7 +12,7 @@ Everything here happens in memory, for a whole batch, before the one transaction
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -116,6 +116,17 @@ class BatchRows:
         self.deliveries.extend(other.deliveries)
         self.data_keys.update(other.data_keys)
         self.incidents.extend(other.incidents)
+
+    def only(self, ids: Collection[uuid.UUID]) -> BatchRows:
+        """The rows of the events `ids`, with only the data keys their copies are sealed
+        under (so a bad key sinks only the events that need it)."""
+        wanted = set(ids)
+        copies = [c for c in self.copies if c.event_id in wanted]
+        used = {c.key_id for c in copies}
+        return BatchRows([e for e in self.events if e.event_id in wanted], copies,
+                         [d for d in self.deliveries if d.event_id in wanted],
+                         {k: v for k, v in self.data_keys.items() if k in used},
+                         [i for i in self.incidents if i.event_id in wanted])
 
 
 def epoch_of(at: datetime) -> int:

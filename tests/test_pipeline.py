@@ -121,3 +121,43 @@ async def test_connection_lost_mid_commit_is_retried_not_acknowledged(
     pipeline.stop()
     await task
     assert await _count(own_store, device) == 5
+
+
+def _unstorable() -> float:
+    return REGISTRY.get_sample_value("gateway_unstorable_events_total", {"lane": "bulk"}) or 0.0
+
+
+@pytest.mark.parametrize("fault", ["code-out-of-int4", "nul-in-text"])
+async def test_an_event_the_database_refuses_stays_unacknowledged_and_the_rest_is_stored(
+        own_store: Store, sealing: Sealing, fault: str) -> None:
+    """Whatever let a bad event through the adapters (here: a code the column cannot hold, a
+    NUL PostgreSQL text refuses), it must not stop the lane: its batch is halved until it is
+    alone, everything else is stored and acknowledged, and its own message is not."""
+    device = f"T-POISON-{uuid.uuid4().hex[:8]}"
+    good = [_weight(device, i) for i in range(9)]
+    at = T0 + timedelta(hours=1)
+    bad = Reading(event_id(device, "bad", at), device,
+                  2**40 if fault == "code-out-of-int4" else 188736, Kind.WEIGHT,
+                  (Quantity(188736, 70.0, "kg"),), at, at,
+                  "test" if fault == "code-out-of-int4" else "te\x00st")
+    pipeline = Pipeline(own_store, sealing, max_events=500, max_wait_s=0.05)
+    task = await _run(pipeline)
+    before = _unstorable()
+    acked: dict[int, Outcome] = {}
+    messages = [[e] for e in good[:4]] + [[good[4], bad]] + [[e] for e in good[5:]]
+    for n, events in enumerate(messages):
+        pipeline.submit(events, lambda outcome, n=n: acked.__setitem__(n, outcome))
+    assert await wait_until(lambda: len(acked) == len(messages) - 1, 10)
+    assert 4 not in acked  # the message holding the bad event
+    assert all(len(o.new) == 1 for o in acked.values())
+    assert _unstorable() == before + 1
+    # The lane goes on.
+    later = await asyncio.wait_for(pipeline.commit([_weight(device, 100)]), 5)
+    assert len(later.new) == 1
+    await asyncio.sleep(0.2)
+    assert 4 not in acked
+    pipeline.stop()
+    await task
+    stored = {r["event_id"] for r in await own_store.pool.fetch(
+        "SELECT event_id FROM event WHERE device_id = $1", device)}
+    assert stored == {e.event_id for e in good} | {later.new[0]}
