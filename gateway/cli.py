@@ -15,8 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway import admin, alarms, audit, erasure, key_admin, logs
-from gateway.assignment import LegalBasis
-from gateway.codes import Kind
+from gateway.cli_options import (
+    AlarmRoute,
+    DoseAlarm,
+    Kinds,
+    LegalBasisOption,
+    SubjectRef,
+    ValidFrom,
+)
 from gateway.crypto import CryptoError, HuvudmanPublicKey, KeySuite
 from gateway.settings import Settings
 from gateway.store.connector import Store
@@ -192,17 +198,9 @@ def device_list() -> None:
 
 @assignment_app.command("add")
 def assignment_add(
-    device: str, huvudman: str,
-    subject_ref: Annotated[str, typer.Option(help="The huvudman's opaque reference")],
-    legal_basis: Annotated[LegalBasis, typer.Option()],
-    kinds: Annotated[list[Kind], typer.Option("--kind", help="Repeat for each kind")],
-    valid_from: Annotated[datetime | None, typer.Option(
-        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"])] = None,
-    alarm_route: Annotated[str | None, typer.Option()] = None,
-    position_consent: bool = False,
-    dose_alarm: Annotated[bool, typer.Option(
-        help="A missed medicine dose is an alarm (needs --kind medication and --alarm-route)",
-    )] = False,
+    device: str, huvudman: str, subject_ref: SubjectRef, legal_basis: LegalBasisOption,
+    kinds: Kinds, valid_from: ValidFrom = None, alarm_route: AlarmRoute = None,
+    position_consent: bool = False, dose_alarm: DoseAlarm = False,
 ) -> None:
     """Lend a device to a person under a huvudman and legal basis, from a time on."""
     start = _aware(valid_from) if valid_from else datetime.now(UTC)

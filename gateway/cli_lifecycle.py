@@ -18,8 +18,15 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway import lifecycle, operators
-from gateway.assignment import LegalBasis
-from gateway.codes import Kind
+from gateway.cli_options import (
+    TIME_FORMATS,
+    AlarmRoute,
+    DoseAlarm,
+    Kinds,
+    LegalBasisOption,
+    SubjectRef,
+    ValidFrom,
+)
 from gateway.store.connector import Store
 
 T = TypeVar("T")
@@ -36,7 +43,6 @@ def _console() -> Console:
 
     return cli.console  # looked up per call: tests replace it
 
-TIME_FORMATS = ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d"]
 
 
 def _aware(ts: datetime | None) -> datetime | None:
@@ -70,17 +76,9 @@ def device_register(
 
 
 def _assign(
-    device_id: str, huvudman: str,
-    subject_ref: Annotated[str, typer.Option(help="The huvudman's opaque reference")],
-    legal_basis: Annotated[LegalBasis, typer.Option()],
-    kinds: Annotated[list[Kind], typer.Option("--kind", help="Repeat for each kind")],
-    valid_from: Annotated[datetime | None, typer.Option(formats=TIME_FORMATS,
-                                                        help="Default: now")] = None,
-    alarm_route: Annotated[str | None, typer.Option()] = None,
-    position_consent: bool = False,
-    dose_alarm: Annotated[bool, typer.Option(
-        help="A missed medicine dose is an alarm (needs --kind medication and --alarm-route)",
-    )] = False,
+    device_id: str, huvudman: str, subject_ref: SubjectRef, legal_basis: LegalBasisOption,
+    kinds: Kinds, valid_from: ValidFrom = None, alarm_route: AlarmRoute = None,
+    position_consent: bool = False, dose_alarm: DoseAlarm = False,
 ) -> None:
     try:
         spec = lifecycle.NewAssignment(huvudman=huvudman, subject_ref=subject_ref,
