@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class Received:
     mty: str | None  # None when the `<mrq>` could not be parsed
     device_id: str | None  # `scaip:<cid>[:<did>]`; None when not parsed
     at: float  # time.monotonic() on arrival
-    transport: str  # "UDP" or "TCP"
+    transport: str  # "UDP", "TCP" or "TLS"
     snu: int | None  # what the ARC answered; None when it sent no `<mrs>`
     hbo: bool = False
 
@@ -98,7 +99,8 @@ class ScaipArc:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, mode: Mode = "ok",
                  holds: int = 2, hbi: int = 10, mre: int | None = None, tcp: bool = True,
-                 t1_s: float = 0.5, mrs_retransmit_s: float = 32.0) -> None:
+                 t1_s: float = 0.5, mrs_retransmit_s: float = 32.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         if not 1 <= hbi <= 1440:
             raise ValueError("hbi must be 1-1440 minutes")
         if mre is not None and not 0 <= mre <= 3:
@@ -112,6 +114,7 @@ class ScaipArc:
         self.hbi = hbi
         self.mre = mre
         self.tcp = tcp
+        self.tls = tls  # a server context: the stream port speaks TLS (SIP over TLS)
         self.t1_s = t1_s
         self.mrs_retransmit_s = mrs_retransmit_s
         self.udp_port = 0
@@ -120,6 +123,7 @@ class ScaipArc:
         self.sends: Counter[str] = Counter()  # SCAIP-level requests per ref
         self.retransmissions = 0  # SIP retransmissions of a transaction already seen
         self.garbage = 0  # datagrams or streams that were not SIP
+        self.connections = 0  # TCP or TLS connections accepted
         self.faults = 0  # faults of the simulator itself; should stay 0
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
@@ -167,11 +171,12 @@ class ScaipArc:
             # Same port number as UDP when free (as a SIP receiver listens); else any port.
             try:
                 self._server = await asyncio.start_server(self._on_connection, self.host,
-                                                          self.udp_port)
+                                                          self.udp_port, ssl=self.tls)
             except OSError:
                 if self.port:
                     raise
-                self._server = await asyncio.start_server(self._on_connection, self.host, 0)
+                self._server = await asyncio.start_server(self._on_connection, self.host, 0,
+                                                          ssl=self.tls)
             self.tcp_port = int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
@@ -212,7 +217,9 @@ class ScaipArc:
     async def _on_connection(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        peer = _Peer("TCP", (str(peername[0]), int(peername[1])), writer)
+        self.connections += 1
+        peer = _Peer("TLS" if self.tls is not None else "TCP",
+                     (str(peername[0]), int(peername[1])), writer)
         self._writers.add(writer)
         buffer = bytearray()
         try:

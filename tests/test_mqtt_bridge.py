@@ -44,6 +44,7 @@ from tests.support import (
     native_weights,
     register_device,
     send_native,
+    tls_files,
     wait_until,
 )
 
@@ -414,45 +415,12 @@ def _item(code: str) -> wire.Item:
                                          suite=next(iter(KeySuite)), wrapped=b"w"))
 
 
-def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for localhost, made for this test."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    now = datetime.now(UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("test huvudman CA"))
-          .issuer_name(name("test huvudman CA")).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
-          .not_valid_after(now + timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
-              .public_key(key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
-              .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
-                             critical=False)
-              .sign(ca_key, hashes.SHA256()))
-    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
-
 @needs_mosquitto
 async def test_mqtts_verifies_the_broker_against_the_configured_ca(
         gateway: RunningGateway, store: Store, database_url: str, consumers: list[Consumer],
         tmp_path: Path) -> None:
     code = BRIDGE_TEST_TLS
-    ca, cert, key = _tls_files(tmp_path)
+    ca, cert, key = tls_files(tmp_path, "test huvudman CA")
     tls_port, plain_port = embedded.free_port(), embedded.free_port()
     broker = Broker(tmp_path, plain_port,
                     f"listener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"

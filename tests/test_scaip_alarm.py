@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 from adapters import scaip
 from adapters.scaip import Mty
+from gateway.delivery.arc_config import ArcAddress
 from gateway.delivery.scaip_alarm import alarm_mrq, caller_ids, did_for, ping_mrq, ref_for
 from gateway.delivery.sinks import SinkConfigError, read_arcs
 from gateway.model import Alarm, AlarmType, Position
+from tests.support import pem, self_signed_ca
 
 AT = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
 CID = "4600000001"
@@ -100,10 +102,17 @@ def test_arc_entries_are_read_and_bad_ones_refused_naming_the_field(tmp_path: Pa
                             'primary = "udp://10.20.0.5:5060"\nsecondary = "udp://[::1]:5061"\n'
                             'hold_resend_s = [5, 20]\n')
     spec = read_arcs(good)["larmcentral-1480"]
-    assert spec.targets == [("primary", ("10.20.0.5", 5060)), ("secondary", ("::1", 5061))]
+    assert spec.targets == [("primary", ArcAddress("udp", "10.20.0.5", 5060)),
+                            ("secondary", ArcAddress("udp", "::1", 5061))]
+    assert [str(a) for _, a in spec.targets] == ["udp://10.20.0.5:5060", "udp://[::1]:5061"]
     assert spec.answer_timeout_s == 10.0 and spec.accept_within_s == 60.0
+    assert spec.tls_context() is None
     for entry, field in (
-            ('receiver = "x"\ncid = "1"\nprimary = "tcp://h:1"', "arc.0"),
+            ('receiver = "x"\ncid = "1"\nprimary = "sctp://h:1"', "arc.0"),
+            ('receiver = "x"\ncid = "1"\nprimary = "udp://h:1"\ntls_ca_file = "ca.pem"',
+             "arc.0"),
+            ('receiver = "x"\ncid = "1"\nprimary = "tls://h:1"\ntls_cert_file = "c.pem"',
+             "arc.0"),
             ('receiver = "x"\ncid = "1"\nprimary = "udp://h:70000"', "arc.0"),
             ('receiver = "x"\ncid = "12a"\nprimary = "udp://h:1"', "arc.0.cid"),
             ('receiver = "x"\ncid = "1"\nprimary = "udp://h:1"\nhold_resend_s = [20, 5]',
@@ -116,3 +125,22 @@ def test_arc_entries_are_read_and_bad_ones_refused_naming_the_field(tmp_path: Pa
     twice = '[[arc]]\nreceiver = "x"\ncid = "1"\nprimary = "udp://h:1"\n'
     with pytest.raises(SinkConfigError, match="a second entry for x"):
         read_arcs(_sinks(tmp_path, twice + twice))
+
+
+def test_tls_files_are_found_beside_the_sinks_file_and_a_bad_one_refuses_start_up(
+        tmp_path: Path) -> None:
+    entry = ('[[arc]]\nreceiver = "x"\ncid = "1"\nprimary = "tls://larm.example.se:5061"\n'
+             'secondary = "tcp://10.20.9.5:5060"\ntls_ca_file = "ca.pem"\n')
+    with pytest.raises(SinkConfigError, match=r"arc\.0\.tls_ca_file: cannot use .*ca\.pem"):
+        read_arcs(_sinks(tmp_path, entry))
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    with pytest.raises(SinkConfigError, match=r"arc\.0\.tls_ca_file"):
+        read_arcs(_sinks(tmp_path, entry))
+    (tmp_path / "ca.pem").write_bytes(pem(self_signed_ca("a test CA")[1]))
+    spec = read_arcs(_sinks(tmp_path, entry))["x"]
+    assert spec.tls_ca_file == tmp_path / "ca.pem"
+    assert [a.transport for _, a in spec.targets] == ["tls", "tcp"]
+    assert spec.tls_context() is not None
+    with pytest.raises(SinkConfigError, match=r"arc\.0\.tls_cert_file"):
+        read_arcs(_sinks(tmp_path, entry + 'tls_cert_file = "me.pem"\n'
+                                           'tls_key_file = "me.key"\n'))

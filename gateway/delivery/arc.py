@@ -48,7 +48,7 @@ import msgspec
 from adapters.scaip import Snu
 from gateway import audit, metrics
 from gateway.crypto import CryptoError, KeySuite, Opener, WrappedKey
-from gateway.delivery.arc_config import ArcSpec
+from gateway.delivery.arc_config import ArcAddress, ArcSpec
 from gateway.delivery.scaip_alarm import alarm_mrq, ping_mrq, ref_for, reset_mrq
 from gateway.delivery.scaip_client import Answer, ScaipClient
 from gateway.logs import get as get_logger
@@ -83,6 +83,11 @@ class ArcForwarder:
         self._specs = dict(specs)
         self._opener = opener
         self.client = client or ScaipClient()
+        for spec in self._specs.values():
+            context = spec.tls_context()
+            if context is not None:
+                self.client.use_tls(context, *(address for _, address in spec.targets
+                                               if address.transport == "tls"))
         self.lease_s = lease_s
         self._poll_s = poll_s
         self._heartbeats = heartbeats
@@ -176,7 +181,7 @@ class ArcForwarder:
             await asyncio.sleep(self._rng.uniform(0.5, 1.5) * spec.retry_s)
 
     async def _try_target(self, job: ArcJob, spec: ArcSpec, which: str,
-                          address: tuple[str, int], mrq: bytes, ref: str) -> tuple[bool, int]:
+                          address: ArcAddress, mrq: bytes, ref: str) -> tuple[bool, int]:
         """Send to one ARC until it accepts (True), or refuses, holds too long or is silent."""
         give_up_at = time.monotonic() + spec.accept_within_s
         sent = 0
@@ -296,7 +301,7 @@ class ArcForwarder:
 
     # --- heartbeats ---------------------------------------------------------------------------
 
-    async def _heartbeat_loop(self, spec: ArcSpec, which: str, address: tuple[str, int]) -> None:
+    async def _heartbeat_loop(self, spec: ArcSpec, which: str, address: ArcAddress) -> None:
         interval = DEFAULT_HEARTBEAT_MIN * 60.0
         while not self._stopping.is_set():
             ref = "".join(secrets.choice(_REF_CHARS) for _ in range(12))

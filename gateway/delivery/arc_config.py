@@ -10,30 +10,55 @@ answer_timeout_s = 10               # no SIP answer or no <mrs> within this: nex
 accept_within_s = 60                # still on hold (snu=4) after this: next ARC
 hold_resend_s = [5, 20]             # resend the same ref after snu=4, uniformly in this range
 ```
-SS 91100 over SIP over UDP; the address scheme is there so TCP/TLS can be added without
-changing the file's shape (they are refused today, naming the field).
+SS 91100 over SIP, on the transport the address names: `udp://`, `tcp://` (SIS-TR 91102 §7.6:
+above 1,000 bytes use TCP rather than fragments) or `tls://` (SIP over TLS; the ARC's
+certificate is checked against `tls_ca_file`, or the system's CAs, and its host name):
+
+```toml
+primary = "tls://larm.example.se:5061"
+tls_ca_file = "larm-ca.pem"          # relative to the sinks file
+tls_cert_file = "gateway.pem"        # only when the ARC asks for a client certificate
+tls_key_file = "gateway.key"
+```
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+import ssl
+from pathlib import Path
+from typing import Annotated, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from gateway.delivery.tls import client_context
+
 Receiver = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-_ADDRESS = re.compile(r"^udp://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+_ADDRESS = re.compile(r"^(udp|tcp|tls)://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+TRANSPORTS = ("udp", "tcp", "tls")
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """`udp://host:port` as (host, port); ValueError naming what is wrong."""
+class ArcAddress(NamedTuple):
+    """Where an ARC listens: SIP over `transport` ("udp", "tcp" or "tls") at host:port."""
+
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}://{host}:{self.port}"
+
+
+def parse_address(text: str) -> ArcAddress:
+    """`udp://host:port`, `tcp://…` or `tls://…`; ValueError naming what is wrong."""
     match = _ADDRESS.fullmatch(text)
     if match is None:
-        raise ValueError("not udp://HOST:PORT (only SIP over UDP is supported)")
-    port = int(match.group(2))
+        raise ValueError("not udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT")
+    port = int(match.group(3))
     if not 1 <= port <= 65535:
         raise ValueError("port outside 1-65535")
-    return match.group(1).strip("[]"), port
+    return ArcAddress(match.group(1), match.group(2).strip("[]"), port)
 
 
 class ArcSpec(BaseModel):
@@ -48,6 +73,11 @@ class ArcSpec(BaseModel):
                          Annotated[float, Field(gt=0, le=600)]] = (5.0, 20.0)
     # After every ARC failed: wait this long (jittered) and start again from the primary.
     retry_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    # tls:// only: who signed the ARC's certificate (default: the system's CAs), and the
+    # gateway's own certificate and key for an ARC that asks for one.
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @model_validator(mode="after")
     def _addresses(self) -> Self:
@@ -57,12 +87,28 @@ class ArcSpec(BaseModel):
         low, high = self.hold_resend_s
         if low > high:
             raise ValueError("hold_resend_s: the first value must not exceed the second")
+        tls_files = (self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        if any(f is not None for f in tls_files) and not self.uses_tls:
+            raise ValueError("tls_ca_file, tls_cert_file and tls_key_file need a tls:// address")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
         return self
 
     @property
-    def targets(self) -> list[tuple[str, tuple[str, int]]]:
+    def targets(self) -> list[tuple[str, ArcAddress]]:
         """("primary" | "secondary", address) in the order alarms try them."""
         out = [("primary", parse_address(self.primary))]
         if self.secondary is not None:
             out.append(("secondary", parse_address(self.secondary)))
         return out
+
+    @property
+    def uses_tls(self) -> bool:
+        return any(address.transport == "tls" for _, address in self.targets)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """For the tls:// addresses (None when there are none); OSError/ssl.SSLError when a
+        file will not do."""
+        if not self.uses_tls:
+            return None
+        return client_context(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)

@@ -50,6 +50,7 @@ from gateway.delivery.sinks import (
     read_credential,
     safe_reason,
 )
+from gateway.delivery.tls import client_context
 from gateway.logs import get as get_logger
 
 log = get_logger("delivery")
@@ -87,7 +88,7 @@ def build(path: Path, where: str, spec: MqttSpec) -> MqttBridgeSink:
         if ca is not None and not ca.is_absolute():
             ca = path.parent / ca
         try:
-            tls = tls_context(ca)
+            tls = client_context(ca)
         except ssl.SSLError:  # an OSError too: first
             raise SinkConfigError(f"{path}: {where}.ca_file: {ca} holds no PEM "
                                   "certificate") from None
@@ -99,13 +100,6 @@ def build(path: Path, where: str, spec: MqttSpec) -> MqttBridgeSink:
         topic_prefix=spec.topic_prefix, username=spec.username, password=password, tls=tls,
         client_id=spec.client_id, require_subscriber=spec.require_subscriber,
         batch_max=spec.batch_max, timeout_s=spec.timeout_s)
-
-
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Server certificate and host name verified, against `ca_file` or the system's CAs."""
-    context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 def topic(prefix: str, huvudman: str, item: wire.Item) -> str:

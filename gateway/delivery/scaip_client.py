@@ -1,11 +1,14 @@
-"""The gateway's side of SCAIP towards alarm centres: one UDP socket, requests out, `<mrs>` in.
+"""The gateway's side of SCAIP towards alarm centres: requests out, `<mrs>` in, over UDP (one
+socket), TCP or TLS (one connection per ARC address, opened when first needed and again after
+it drops).
 
 An ARC answers our MESSAGE twice (SIS-TR 91102 §7.5): `200 OK` for the SIP hop, then its
-`<mrs>` as a *separate* MESSAGE to the address the request came from, which we answer with
-`200 OK`. `request()` sends one `<mrq>` (retransmitted with RFC 3261 timer E until the hop is
-answered) and waits for the `<mrs>` carrying its ref from the address the request went to (an
-ARC answers from its SIP socket). What the ARC answers is returned as it is; what to do about it
-(hold, busy, silence) is gateway.delivery.arc's business.
+`<mrs>` as a *separate* MESSAGE to the address the request came from (over a stream: on the same
+connection), which we answer with `200 OK`. `request()` sends one `<mrq>` (over UDP
+retransmitted with RFC 3261 timer E until the hop is answered; a stream is reliable, so never)
+and waits for the `<mrs>` carrying its ref from the ARC the request went to. What the ARC
+answers is returned as it is; what to do about it (hold, busy, silence, a connection that
+cannot be made) is gateway.delivery.arc's business.
 
 Nothing of a message's content is logged: refs, addresses and status codes only.
 """
@@ -14,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +28,14 @@ from adapters import scaip, sip
 from adapters.errors import AdapterError
 from adapters.scaip import ScaipResponse
 from adapters.sip import SipMessage
+from gateway.delivery.arc_config import ArcAddress
 from gateway.logs import get as get_logger
 
 log = get_logger("scaip_client")
 SCAIP_MEDIA_TYPE = "application/scaip+xml"
+READ_SIZE = 65536
+RESOLVE_TTL_S = 60.0
+Reply = Callable[[bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,28 @@ class _Protocol(asyncio.DatagramProtocol):
         pass  # ICMP unreachable: the request times out and the ARC is escalated from
 
 
+class _Stream:
+    """One TCP or TLS connection to an ARC address, with its reader."""
+
+    def __init__(self, target: ArcAddress, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.target = target
+        self.reader = reader
+        self.writer = writer
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def open(self) -> bool:
+        return not self.writer.is_closing() and self.task is not None and not self.task.done()
+
+    def write(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class ScaipClient:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, t1_s: float = sip.T1_S) -> None:
         self.host = host
@@ -66,8 +98,13 @@ class ScaipClient:
         # (ref, the ARC's address) -> its <mrs>. The address matters: after moving on from an
         # ARC the gateway sends it `mty=RE` with the same ref, and its answer to that must not
         # be taken for the next ARC's answer.
-        self._answers: dict[tuple[str, tuple[str, int]], asyncio.Future[ScaipResponse]] = {}
+        self._answers: dict[tuple[str, ArcAddress], asyncio.Future[ScaipResponse]] = {}
         self._cseq = 0
+        self._tls: dict[ArcAddress, ssl.SSLContext] = {}
+        self._streams: dict[ArcAddress, _Stream] = {}
+        self._connecting: dict[ArcAddress, asyncio.Lock] = {}
+        self._resolved: dict[ArcAddress, tuple[ArcAddress, float]] = {}  # -> (IP, until)
+        self._family = socket.AF_INET
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -75,11 +112,25 @@ class ScaipClient:
             lambda: _Protocol(self), local_addr=(self.host, self.port))
         self._transport = transport
         self.port = int(transport.get_extra_info("sockname")[1])
+        self._family = transport.get_extra_info("socket").family
+
+    def use_tls(self, context: ssl.SSLContext, *targets: ArcAddress) -> None:
+        """The context to connect to these tls:// addresses with."""
+        for target in targets:
+            self._tls[target] = context
 
     async def stop(self) -> None:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        streams = list(self._streams.values())
+        self._streams.clear()
+        for stream in streams:
+            stream.close()
+            if stream.task is not None:
+                stream.task.cancel()
+        await asyncio.gather(*(st.task for st in streams if st.task is not None),
+                             return_exceptions=True)
         for hop in self._hops.values():
             hop.cancel()
         for answer in self._answers.values():
@@ -89,11 +140,17 @@ class ScaipClient:
     def uri(self) -> str:
         return f"sip:gateway@{self.host}:{self.port}"
 
-    async def request(self, target: tuple[str, int], mrq: bytes, ref: str, *,
+    async def request(self, target: ArcAddress, mrq: bytes, ref: str, *,
                       timeout_s: float) -> Answer:
         """Send `mrq` to `target` and wait up to `timeout_s` for its `<mrs>`."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        if target.transport == "udp":
+            # The <mrs> comes from the ARC's IP address: a name must be resolved to match it.
+            resolved = await self._resolve(target)
+            if resolved is None:
+                return Answer(None, None, time.monotonic() - started)
+            target = resolved
         ids, request = self._message(target, mrq)
         hop: asyncio.Future[int] = loop.create_future()
         key = (ref, target)
@@ -103,7 +160,15 @@ class ScaipClient:
             self._answers[key] = answer
         self._hops[ids.call_id] = hop
         try:
-            status = await self._transact(request, target, hop, timeout_s)
+            if target.transport == "udp":
+                status = await self._transact(request, (target.host, target.port), hop,
+                                              timeout_s)
+            else:
+                stream = await self._stream(target, timeout_s)
+                if stream is None:  # refused, unreachable or not trusted: known now
+                    return Answer(None, None, time.monotonic() - started)
+                status = await self._transact_stream(
+                    request, stream, hop, timeout_s - (time.monotonic() - started))
             if status is not None and status >= 300:
                 return Answer(None, status, time.monotonic() - started)
             left = timeout_s - (time.monotonic() - started)
@@ -117,18 +182,45 @@ class ScaipClient:
             if self._answers.get(key) is answer:
                 self._answers.pop(key, None)
 
-    def send_only(self, target: tuple[str, int], mrq: bytes) -> None:
-        """Fire and forget (a reset to an ARC we stopped waiting for): one datagram."""
-        self._send(self._message(target, mrq)[1], target)
+    async def _resolve(self, target: ArcAddress) -> ArcAddress | None:
+        cached = self._resolved.get(target)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, type=socket.SOCK_DGRAM)
+        except OSError as err:
+            log.warning("arc_address_unresolved", arc=str(target), error=type(err).__name__)
+            return None
+        # The family our socket speaks first; then any.
+        family = self._family
+        info = next((i for i in infos if i[0] == family), infos[0])
+        resolved = ArcAddress("udp", str(info[4][0]), int(info[4][1]))
+        self._resolved[target] = (resolved, time.monotonic() + RESOLVE_TTL_S)
+        return resolved
 
-    def _message(self, target: tuple[str, int], body: bytes) -> tuple[sip.NewIds, bytes]:
+    def send_only(self, target: ArcAddress, mrq: bytes) -> None:
+        """Fire and forget (a reset to an ARC we stopped waiting for): one datagram, or one
+        write on the connection when it is open (a closed one is not reopened for this)."""
+        request = self._message(target, mrq)[1]
+        if target.transport == "udp":
+            cached = self._resolved.get(target)
+            address = cached[0] if cached is not None else target
+            self._send(request, (address.host, address.port))
+        elif (stream := self._streams.get(target)) is not None and stream.open:
+            stream.write(request)
+
+    def _message(self, target: ArcAddress, body: bytes) -> tuple[sip.NewIds, bytes]:
         self._cseq += 1
         ids = sip.new_ids(self.host)
-        arc = f"sip:arc@{target[0]}:{target[1]}"
+        arc = f"sip:arc@{target.host}:{target.port}"
+        uri = self.uri if target.transport == "udp" else f"{self.uri};transport={target.transport}"
+        if target.transport == "tls":
+            arc = "sips" + arc[3:]
         return ids, sip.build_message(
-            request_uri=arc, from_uri=self.uri, to_uri=arc, ids=ids, cseq=self._cseq,
-            via_sent_by=f"{self.host}:{self.port};rport", body=body, transport="UDP",
-            contact=self.uri)
+            request_uri=arc, from_uri=uri, to_uri=arc, ids=ids, cseq=self._cseq,
+            via_sent_by=f"{self.host}:{self.port};rport", body=body,
+            transport=target.transport.upper(), contact=uri)
 
     async def _transact(self, request: bytes, target: tuple[str, int], hop: asyncio.Future[int],
                         timeout_s: float) -> int | None:
@@ -140,24 +232,84 @@ class ScaipClient:
             self._send(request, target)
         return None
 
-    def _send(self, data: bytes, target: tuple[str, int]) -> None:
+    @staticmethod
+    async def _transact_stream(request: bytes, stream: _Stream, hop: asyncio.Future[int],
+                               timeout_s: float) -> int | None:
+        """On the ARC's connection: send once (it is reliable) and wait for the hop's final
+        answer or `timeout_s`."""
+        stream.write(request)
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(hop), max(timeout_s, 0.0))
+        return None
+
+    async def _stream(self, target: ArcAddress, timeout_s: float) -> _Stream | None:
+        stream = self._streams.get(target)
+        if stream is not None and stream.open:
+            return stream
+        lock = self._connecting.setdefault(target, asyncio.Lock())
+        async with lock:  # one connection per address, however many alarms wait for it
+            stream = self._streams.get(target)
+            if stream is not None and stream.open:
+                return stream
+            context = self._tls.get(target) if target.transport == "tls" else None
+            if target.transport == "tls" and context is None:
+                log.error("arc_tls_not_configured", arc=str(target))
+                return None
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                    target.host, target.port, ssl=context,
+                    server_hostname=target.host if context is not None else None), timeout_s)
+            except (OSError, ssl.SSLError, TimeoutError) as err:
+                # The class only: a certificate error's text is the ARC's, not ours to log.
+                log.warning("arc_connect_failed", arc=str(target), error=type(err).__name__)
+                return None
+            stream = _Stream(target, reader, writer)
+            stream.task = asyncio.create_task(self._read(stream), name=f"arc-stream-{target}")
+            self._streams[target] = stream
+            log.info("arc_connected", arc=str(target))
+            return stream
+
+    async def _read(self, stream: _Stream) -> None:
+        buffer = bytearray()
+        try:
+            while chunk := await stream.reader.read(READ_SIZE):
+                buffer += chunk
+                for kind, data in sip.take_frames(buffer):
+                    if kind == "ping":
+                        stream.write(b"\r\n")  # RFC 5626 keep-alive: pong
+                    elif kind == "message":
+                        self._on_data(data, stream.target, stream.write)
+        except (OSError, ssl.SSLError, AdapterError) as err:
+            # A stream that cannot be framed cannot be resynchronised: the next request
+            # opens a new connection.
+            log.warning("arc_stream_closed", arc=str(stream.target), error=type(err).__name__)
+        finally:
+            stream.close()
+            if self._streams.get(stream.target) is stream:
+                del self._streams[stream.target]
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
         if self._transport is not None:
-            self._transport.sendto(data, target)
+            self._transport.sendto(data, addr)
 
     # --- incoming -----------------------------------------------------------------------------
 
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._on_data(data, ArcAddress("udp", addr[0], addr[1]),
+                      lambda answer: self._send(answer, addr))
+
+    def _on_data(self, data: bytes, source: ArcAddress, reply: Reply) -> None:
         try:
             msg = sip.parse(data)
         except AdapterError:
             return  # not SIP: nothing can be answered
         try:
             if msg.is_request:
-                self._on_request(msg, addr)
+                self._on_request(msg, source, reply)
             else:
                 self._on_response(msg)
-        except Exception:  # one odd datagram must not stop the socket
-            log.exception("scaip_client_datagram_failed")
+        except Exception:  # one odd message must not stop the socket or the stream
+            log.exception("scaip_client_message_failed")
 
     def _on_response(self, msg: SipMessage) -> None:
         call_id = msg.call_id
@@ -165,19 +317,18 @@ class ScaipClient:
         if hop is not None and not hop.done() and msg.status is not None and msg.status >= 200:
             hop.set_result(msg.status)
 
-    def _on_request(self, msg: SipMessage, addr: tuple[str, int]) -> None:
+    def _on_request(self, msg: SipMessage, source: ArcAddress, reply: Reply) -> None:
         if msg.method == "OPTIONS":
-            self._send(sip.build_response(msg, 200), addr)
+            reply(sip.build_response(msg, 200))
             return
         if msg.method != "MESSAGE":
-            self._send(sip.build_response(msg, 405, extra_headers=(("Allow", "MESSAGE, OPTIONS"),)),
-                       addr)
+            reply(sip.build_response(msg, 405, extra_headers=(("Allow", "MESSAGE, OPTIONS"),)))
             return
         if msg.media_type not in (SCAIP_MEDIA_TYPE, None):
-            self._send(sip.build_response(msg, 415), addr)
+            reply(sip.build_response(msg, 415))
             return
         # The hop is answered whatever the body says: a retransmitted <mrs> gets 200 again.
-        self._send(sip.build_response(msg, 200), addr)
+        reply(sip.build_response(msg, 200))
         try:
             mrs = scaip.parse_mrs(sip.decoded_body(msg))
         except AdapterError as err:
@@ -185,6 +336,6 @@ class ScaipClient:
             return
         if mrs.ref is None:
             return
-        waiter = self._answers.get((mrs.ref, addr))
+        waiter = self._answers.get((mrs.ref, source))
         if waiter is not None and not waiter.done():
             waiter.set_result(mrs)

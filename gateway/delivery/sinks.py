@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import ssl
 import time
 import tomllib
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from pydantic import (
 
 from gateway.delivery import retry_after, wire
 from gateway.delivery.arc_config import ArcSpec
+from gateway.delivery.tls import client_context
 
 
 class Outcome(enum.Enum):
@@ -301,8 +303,29 @@ def read_arcs(path: Path) -> dict[str, ArcSpec]:
     for n, spec in enumerate(_parse(path).arc):
         if spec.receiver in arcs:
             raise SinkConfigError(f"{path}: arc.{n}: a second entry for {spec.receiver}")
+        files = {name: path.parent / value for name in ("tls_ca_file", "tls_cert_file",
+                                                         "tls_key_file")
+                 if (value := getattr(spec, name)) is not None and not value.is_absolute()}
+        spec = spec.model_copy(update=files)
+        if spec.uses_tls:  # read now: a file that will not do refuses start-up, naming it
+            _check_tls(path, f"arc.{n}", spec)
         arcs[spec.receiver] = spec
     return arcs
+
+
+def _check_tls(path: Path, where: str, spec: ArcSpec) -> None:
+    try:
+        context = client_context(spec.tls_ca_file)
+    except (OSError, ssl.SSLError) as err:
+        raise SinkConfigError(f"{path}: {where}.tls_ca_file: cannot use {spec.tls_ca_file} "
+                              f"({type(err).__name__})") from None
+    if spec.tls_cert_file is not None and spec.tls_key_file is not None:
+        try:
+            context.load_cert_chain(str(spec.tls_cert_file), str(spec.tls_key_file))
+        except (OSError, ssl.SSLError) as err:
+            raise SinkConfigError(f"{path}: {where}.tls_cert_file: cannot use "
+                                  f"{spec.tls_cert_file} with {spec.tls_key_file} "
+                                  f"({type(err).__name__})") from None
 
 
 def _parse(path: Path) -> SinksFile:

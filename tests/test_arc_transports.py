@@ -1,0 +1,177 @@
+"""Alarms to alarm centres over TCP and TLS as well as UDP (gateway/delivery/scaip_client.py):
+the same SCAIP exchange on a connection the gateway opens and keeps; a centre whose certificate
+cannot be trusted, or that cannot be reached, is escalated from like a silent one.
+
+The forwarder runs on its own here (real database for its history, simulated centres from
+simulator/arc.py); tests/test_arc_forwarding.py covers the path from the device."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from adapters.scaip import Mty, Snu
+from gateway.delivery.arc import ArcForwarder, ArcJob
+from gateway.delivery.arc_config import ArcSpec
+from gateway.delivery.scaip_alarm import ref_for
+from gateway.embedded import free_port
+from gateway.model import Alarm, AlarmType
+from gateway.store.connector import Store
+from simulator.arc import Mode, ScaipArc
+from tests.support import pem, self_signed_ca, tls_files, wait_until
+
+pytestmark = pytest.mark.integration
+AT = datetime(2026, 11, 22, 5, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A test CA and a server certificate it signed for localhost and 127.0.0.1."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    other_ca_file: Path  # a CA that signed nothing here
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return context
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("arc-pki")
+    ca, cert, key = tls_files(folder, "test alarm centre CA")
+    other = folder / "other.pem"
+    other.write_bytes(pem(self_signed_ca("some other CA")[1]))
+    return Pki(ca, cert, key, other)
+
+
+@pytest.fixture
+async def centres() -> AsyncIterator[list[ScaipArc]]:
+    """Started simulated centres, stopped after the test."""
+    started: list[ScaipArc] = []
+    yield started
+    for arc in started:
+        await arc.stop()
+
+
+async def _centre(centres: list[ScaipArc], mode: Mode = "ok", *,
+                  tls: ssl.SSLContext | None = None, port: int = 0) -> ScaipArc:
+    arc = ScaipArc(mode=mode, holds=1, tls=tls, port=port)
+    await arc.start()
+    centres.append(arc)
+    return arc
+
+
+@pytest.fixture
+def forwarders() -> Iterator[list[ArcForwarder]]:
+    made: list[ArcForwarder] = []
+    yield made
+
+
+async def _forwarder(store: Store, spec: ArcSpec,
+                     made: list[ArcForwarder]) -> ArcForwarder:
+    forwarder = ArcForwarder(store, {spec.receiver: spec}, heartbeats=False, lease_s=30.0)
+    await forwarder.start()
+    made.append(forwarder)
+    return forwarder
+
+
+@pytest.fixture(autouse=True)
+async def _stop_forwarders(forwarders: list[ArcForwarder]) -> AsyncIterator[None]:
+    yield
+    for forwarder in forwarders:
+        await forwarder.stop()
+
+
+def _alarm(device: str) -> Alarm:
+    return Alarm(event_id=uuid.uuid4(), device_id=device, alarm_type=AlarmType.BUTTON,
+                 measured_at=AT, received_at=AT, source="native")
+
+
+def _send(forwarder: ArcForwarder, spec: ArcSpec, alarm: Alarm) -> str:
+    forwarder.forward(ArcJob(alarm.event_id, spec.receiver, alarm, False))
+    return ref_for(alarm.event_id, spec.receiver)
+
+
+def _answers(arc: ScaipArc, ref: str) -> list[tuple[str, int | None]]:
+    return [(r.transport, r.snu) for r in arc.requests(ref) if r.mty == Mty.MESSAGE]
+
+
+def _spec(name: str, primary: str, secondary: str | None = None, **tls: Path) -> ArcSpec:
+    return ArcSpec(receiver=name, cid="4600000001", primary=primary, secondary=secondary,
+                   answer_timeout_s=1.0, hold_resend_s=(0.1, 0.2), **tls)
+
+
+async def test_over_tcp_hold_then_ok_on_one_kept_connection(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder]) -> None:
+    arc = await _centre(centres, "hold_then_ok")
+    spec = _spec("test-arc-tcp", f"tcp://127.0.0.1:{arc.tcp_port}")
+    forwarder = await _forwarder(store, spec, forwarders)
+    first = _send(forwarder, spec, _alarm("T-TCP-1"))
+    assert await wait_until(lambda: (Snu.OK in [s for _, s in _answers(arc, first)]), 5)
+    assert _answers(arc, first) == [("TCP", Snu.HOLD), ("TCP", Snu.OK)]
+    second = _send(forwarder, spec, _alarm("T-TCP-2"))
+    assert await wait_until(lambda: _answers(arc, second) == [("TCP", Snu.HOLD),
+                                                              ("TCP", Snu.OK)], 5)
+    assert arc.connections == 1  # kept for the next alarm
+    assert arc.retransmissions == 0  # a stream is reliable: nothing is sent twice by SIP
+
+
+async def test_over_tls_with_the_centres_ca(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder],
+        pki: Pki) -> None:
+    arc = await _centre(centres, tls=pki.server_context())
+    spec = _spec("test-arc-tls", f"tls://localhost:{arc.tcp_port}", tls_ca_file=pki.ca_file)
+    forwarder = await _forwarder(store, spec, forwarders)
+    ref = _send(forwarder, spec, _alarm("T-TLS-1"))
+    assert await wait_until(lambda: _answers(arc, ref) == [("TLS", Snu.OK)], 5)
+
+
+async def test_a_centre_whose_certificate_is_not_trusted_is_escalated_from(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder],
+        pki: Pki) -> None:
+    untrusted = await _centre(centres, tls=pki.server_context())
+    backup = await _centre(centres)
+    spec = _spec("test-arc-tls-untrusted", f"tls://localhost:{untrusted.tcp_port}",
+                 f"udp://127.0.0.1:{backup.udp_port}", tls_ca_file=pki.other_ca_file)
+    forwarder = await _forwarder(store, spec, forwarders)
+    ref = _send(forwarder, spec, _alarm("T-TLS-BAD"))
+    assert await wait_until(lambda: _answers(backup, ref) == [("UDP", Snu.OK)], 5)
+    assert untrusted.requests(ref) == []  # nothing went to a centre we could not verify
+
+
+async def test_a_centre_that_refuses_connections_is_escalated_from_at_once(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder]) -> None:
+    backup = await _centre(centres)
+    closed = free_port()
+    spec = _spec("test-arc-tcp-refused", f"tcp://127.0.0.1:{closed}",
+                 f"tcp://127.0.0.1:{backup.tcp_port}")
+    forwarder = await _forwarder(store, spec, forwarders)
+    ref = _send(forwarder, spec, _alarm("T-TCP-REFUSED"))
+    # A refused connection is known at once: well within the primary's 1 s answer time.
+    assert await wait_until(lambda: _answers(backup, ref) == [("TCP", Snu.OK)], 0.8)
+
+
+async def test_a_dropped_connection_is_opened_again_for_the_next_alarm(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder]) -> None:
+    arc = await _centre(centres)
+    port = arc.tcp_port
+    spec = _spec("test-arc-tcp-reopen", f"tcp://127.0.0.1:{port}")
+    forwarder = await _forwarder(store, spec, forwarders)
+    first = _send(forwarder, spec, _alarm("T-TCP-A"))
+    assert await wait_until(lambda: _answers(arc, first) == [("TCP", Snu.OK)], 5)
+    await arc.stop()  # the centre restarts: our connection is gone
+    await asyncio.sleep(0.1)  # its sockets close on the loop's next turns
+    again = await _centre(centres, port=port)
+    second = _send(forwarder, spec, _alarm("T-TCP-B"))
+    assert await wait_until(lambda: _answers(again, second) == [("TCP", Snu.OK)], 5)
