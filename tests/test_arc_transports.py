@@ -175,3 +175,17 @@ async def test_a_dropped_connection_is_opened_again_for_the_next_alarm(
     again = await _centre(centres, port=port)
     second = _send(forwarder, spec, _alarm("T-TCP-B"))
     assert await wait_until(lambda: _answers(again, second) == [("TCP", Snu.OK)], 5)
+
+
+async def test_an_arc_named_by_host_name_over_udp_is_matched_by_its_address(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder]) -> None:
+    """Its answer comes from an IP address, not from the name in the configuration."""
+    arc = await _centre(centres)
+    spec = _spec("test-arc-udp-name", f"udp://localhost:{arc.udp_port}")
+    forwarder = await _forwarder(store, spec, forwarders)
+    ref = _send(forwarder, spec, _alarm("T-UDP-NAME"))
+    assert await wait_until(lambda: _answers(arc, ref) == [("UDP", Snu.OK)], 3)
+    accepted = await wait_until(lambda: store.pool.fetchval(
+        "SELECT count(*) FROM arc_attempt WHERE receiver = $1 AND outcome = 'accepted'",
+        spec.receiver), 3)
+    assert accepted == 1
