@@ -29,7 +29,7 @@ import hashlib
 import re
 import secrets
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -396,8 +396,10 @@ def new_ids(host: str = "gateway") -> NewIds:
 def build_message(*, request_uri: str, from_uri: str, to_uri: str, ids: NewIds, cseq: int,
                   via_sent_by: str, body: bytes, transport: str = "TCP",
                   content_type: str = "application/scaip+xml", max_forwards: int = 70,
-                  contact: str | None = None) -> bytes:
-    """A new out-of-dialog MESSAGE request (RFC 3428)."""
+                  contact: str | None = None,
+                  extra_headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """A new out-of-dialog MESSAGE request (RFC 3428); `extra_headers` such as
+    `Authorization`."""
     for name, uri in (("request_uri", request_uri), ("from_uri", from_uri), ("to_uri", to_uri)):
         if _CTL.search(uri) or any(c.isspace() for c in uri) or ":" not in uri:
             raise SipError(name, "not a URI")
@@ -420,6 +422,7 @@ def build_message(*, request_uri: str, from_uri: str, to_uri: str, ids: NewIds, 
     ]
     if contact is not None:
         lines.append(f"Contact: <{contact}>")
+    lines += [f"{name}: {value}" for name, value in extra_headers]
     lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     return _serialise(lines, body)
 

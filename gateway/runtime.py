@@ -22,7 +22,7 @@ from gateway import erasure
 from gateway.delivery.arc import ArcForwarder
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.scaip_client import ScaipClient
-from gateway.delivery.sinks import build_sinks, read_arcs
+from gateway.delivery.sinks import arc_password, build_sinks, read_arcs
 from gateway.keyring import build_sealing, relay_opener
 from gateway.logs import get as get_logger
 from gateway.pipeline import Pipeline
@@ -94,7 +94,9 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             rt.arc = ArcForwarder(
                 arc_store, arcs, opener=relay_opener(settings),
                 client=ScaipClient(settings.arc_sip_host, settings.arc_sip_port),
-                lease_s=settings.arc_lease_s)
+                lease_s=settings.arc_lease_s,
+                passwords={receiver: password for receiver, spec in arcs.items()
+                           if (password := arc_password(settings.sinks_file, receiver, spec))})
         sealing = build_sealing(settings, rt.registry,
                                 arc_receivers=frozenset(arcs) if rt.arc else frozenset(),
                                 arc_lease_s=settings.arc_lease_s if rt.arc else 0.0)

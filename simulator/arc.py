@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import secrets
 import ssl
 import time
 from collections import Counter, OrderedDict
@@ -49,7 +50,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, get_args
 
-from adapters import scaip, sip
+from adapters import scaip, sip, sip_digest
 from adapters.errors import AdapterError
 from adapters.scaip import Mty, ScaipError, Snu
 from adapters.sip import SipError, SipMessage
@@ -57,6 +58,7 @@ from adapters.sip import SipError, SipMessage
 Mode = Literal["ok", "hold_then_ok", "busy", "not_treated", "silent", "drop"]
 MODES: tuple[str, ...] = get_args(Mode)
 SCAIP_MEDIA_TYPE = "application/scaip+xml"
+DIGEST_REALM = "simulated-arc"
 READ_SIZE = 16_384
 _TRANSACTIONS_MAX = 10_000
 _ALLOW = (("Allow", "MESSAGE, OPTIONS"),)
@@ -100,7 +102,8 @@ class ScaipArc:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, mode: Mode = "ok",
                  holds: int = 2, hbi: int = 10, mre: int | None = None, tcp: bool = True,
                  t1_s: float = 0.5, mrs_retransmit_s: float = 32.0,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None,
+                 digest: tuple[str, str] | None = None) -> None:
         if not 1 <= hbi <= 1440:
             raise ValueError("hbi must be 1-1440 minutes")
         if mre is not None and not 0 <= mre <= 3:
@@ -115,6 +118,10 @@ class ScaipArc:
         self.mre = mre
         self.tcp = tcp
         self.tls = tls  # a server context: the stream port speaks TLS (SIP over TLS)
+        # (user, password): every MESSAGE must carry Digest credentials (SS 91100 §8)
+        self.digest = digest
+        self.challenges = 0  # 401s sent
+        self._nonces: set[str] = set()
         self.t1_s = t1_s
         self.mrs_retransmit_s = mrs_retransmit_s
         self.udp_port = 0
@@ -276,6 +283,13 @@ class ScaipArc:
             return
         if msg.method != "MESSAGE":
             answer = sip.build_response(msg, 405, extra_headers=_ALLOW)
+        elif self.digest is not None and not self._authorized(msg):
+            self.challenges += 1
+            nonce = secrets.token_hex(16)
+            self._nonces.add(nonce)
+            answer = sip.build_response(msg, 401, extra_headers=((
+                "WWW-Authenticate",
+                f'Digest realm="{DIGEST_REALM}", nonce="{nonce}", qop="auth", algorithm=MD5'),))
         elif msg.media_type != SCAIP_MEDIA_TYPE:
             answer = sip.reject(msg, SipError("Content-Type", "expected " + SCAIP_MEDIA_TYPE,
                                               415))
@@ -292,6 +306,17 @@ class ScaipArc:
                 return
         self._remember(msg, answer)
         self._send(peer, answer)
+
+    def _authorized(self, msg: SipMessage) -> bool:
+        assert self.digest is not None
+        value = msg.header("Authorization")
+        if value is None:
+            return False
+        with contextlib.suppress(SipError):
+            return sip_digest.verify(value, method="MESSAGE", realm=DIGEST_REALM,
+                                     nonces=self._nonces, username=self.digest[0],
+                                     password=self.digest[1])
+        return False
 
     def _on_response(self, msg: SipMessage) -> None:
         """The unit's answer to one of our `<mrs>` MESSAGEs: stop retransmitting it."""

@@ -65,8 +65,9 @@ async def centres() -> AsyncIterator[list[ScaipArc]]:
 
 
 async def _centre(centres: list[ScaipArc], mode: Mode = "ok", *,
-                  tls: ssl.SSLContext | None = None, port: int = 0) -> ScaipArc:
-    arc = ScaipArc(mode=mode, holds=1, tls=tls, port=port)
+                  tls: ssl.SSLContext | None = None, port: int = 0,
+                  digest: tuple[str, str] | None = None) -> ScaipArc:
+    arc = ScaipArc(mode=mode, holds=1, tls=tls, port=port, digest=digest)
     await arc.start()
     centres.append(arc)
     return arc
@@ -78,9 +79,10 @@ def forwarders() -> Iterator[list[ArcForwarder]]:
     yield made
 
 
-async def _forwarder(store: Store, spec: ArcSpec,
-                     made: list[ArcForwarder]) -> ArcForwarder:
-    forwarder = ArcForwarder(store, {spec.receiver: spec}, heartbeats=False, lease_s=30.0)
+async def _forwarder(store: Store, spec: ArcSpec, made: list[ArcForwarder],
+                     password: str | None = None) -> ArcForwarder:
+    forwarder = ArcForwarder(store, {spec.receiver: spec}, heartbeats=False, lease_s=30.0,
+                             passwords={spec.receiver: password} if password else None)
     await forwarder.start()
     made.append(forwarder)
     return forwarder
@@ -107,9 +109,11 @@ def _answers(arc: ScaipArc, ref: str) -> list[tuple[str, int | None]]:
     return [(r.transport, r.snu) for r in arc.requests(ref) if r.mty == Mty.MESSAGE]
 
 
-def _spec(name: str, primary: str, secondary: str | None = None, **tls: Path) -> ArcSpec:
-    return ArcSpec(receiver=name, cid="4600000001", primary=primary, secondary=secondary,
-                   answer_timeout_s=1.0, hold_resend_s=(0.1, 0.2), **tls)
+def _spec(name: str, primary: str, secondary: str | None = None,
+          **extra: Path | str) -> ArcSpec:
+    return ArcSpec.model_validate(dict(
+        receiver=name, cid="4600000001", primary=primary, secondary=secondary,
+        answer_timeout_s=1.0, hold_resend_s=(0.1, 0.2), **extra))
 
 
 async def test_over_tcp_hold_then_ok_on_one_kept_connection(
@@ -189,3 +193,35 @@ async def test_an_arc_named_by_host_name_over_udp_is_matched_by_its_address(
         "SELECT count(*) FROM arc_attempt WHERE receiver = $1 AND outcome = 'accepted'",
         spec.receiver), 3)
     assert accepted == 1
+
+
+async def test_an_arc_that_asks_for_digest_gets_it_and_later_alarms_skip_the_challenge(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder]) -> None:
+    arc = await _centre(centres, digest=("gateway-vgr", "test-digest-secret"))
+    spec = _spec("test-arc-digest", f"udp://127.0.0.1:{arc.udp_port}",
+                 auth_user="gateway-vgr", auth_password_env="TEST_ARC_PASSWORD")
+    forwarder = await _forwarder(store, spec, forwarders, "test-digest-secret")
+    first = _send(forwarder, spec, _alarm("T-DIGEST-1"))
+    assert await wait_until(lambda: _answers(arc, first) == [("UDP", Snu.OK)], 3)
+    assert arc.challenges == 1
+    # The next alarm answers the known challenge at once: no second round trip.
+    second = _send(forwarder, spec, _alarm("T-DIGEST-2"))
+    assert await wait_until(lambda: _answers(arc, second) == [("UDP", Snu.OK)], 3)
+    assert arc.challenges == 1
+
+
+async def test_a_refused_password_moves_the_alarm_to_the_secondary(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder],
+        capfd: pytest.CaptureFixture[str]) -> None:
+    strict = await _centre(centres, digest=("gateway-vgr", "the-right-secret"))
+    backup = await _centre(centres)
+    spec = _spec("test-arc-digest-wrong", f"tcp://127.0.0.1:{strict.tcp_port}",
+                 f"udp://127.0.0.1:{backup.udp_port}", auth_user="gateway-vgr",
+                 auth_password_env="TEST_ARC_PASSWORD")
+    forwarder = await _forwarder(store, spec, forwarders, "a-wrong-secret")
+    ref = _send(forwarder, spec, _alarm("T-DIGEST-BAD"))
+    assert await wait_until(lambda: _answers(backup, ref) == [("UDP", Snu.OK)], 3)
+    # Refused twice (without, then with the wrong answer); the reset sent on leaving it, too.
+    assert strict.requests(ref) == [] and strict.challenges >= 2
+    logged = "".join(capfd.readouterr())
+    assert "arc_refused_credentials" in logged and "a-wrong-secret" not in logged

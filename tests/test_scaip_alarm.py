@@ -14,7 +14,7 @@ from adapters import scaip
 from adapters.scaip import Mty
 from gateway.delivery.arc_config import ArcAddress
 from gateway.delivery.scaip_alarm import alarm_mrq, caller_ids, did_for, ping_mrq, ref_for
-from gateway.delivery.sinks import SinkConfigError, read_arcs
+from gateway.delivery.sinks import SinkConfigError, arc_password, read_arcs
 from gateway.model import Alarm, AlarmType, Position
 from tests.support import pem, self_signed_ca
 
@@ -144,3 +144,22 @@ def test_tls_files_are_found_beside_the_sinks_file_and_a_bad_one_refuses_start_u
     with pytest.raises(SinkConfigError, match=r"arc\.0\.tls_cert_file"):
         read_arcs(_sinks(tmp_path, entry + 'tls_cert_file = "me.pem"\n'
                                            'tls_key_file = "me.key"\n'))
+
+
+def test_digest_credentials_are_read_at_start_and_their_absence_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = ('[[arc]]\nreceiver = "x"\ncid = "1"\nprimary = "udp://10.0.0.1:5060"\n'
+             'auth_user = "gateway-vgr"\n')
+    with pytest.raises(SinkConfigError, match=r"arc\.0: .*auth_user needs exactly one"):
+        read_arcs(_sinks(tmp_path, entry))
+    with pytest.raises(SinkConfigError, match=r"arc\.0\.auth_password_file: cannot read"):
+        read_arcs(_sinks(tmp_path, entry + 'auth_password_file = "arc.secret"\n'))
+    (tmp_path / "arc.secret").write_text("s3cret\n")
+    spec = read_arcs(_sinks(tmp_path, entry + 'auth_password_file = "arc.secret"\n'))["x"]
+    assert arc_password(tmp_path / "sinks.toml", "arc.0", spec) == "s3cret"
+    with pytest.raises(SinkConfigError, match=r"arc\.0\.auth_password_env: TEST_ARC_PW"):
+        read_arcs(_sinks(tmp_path, entry + 'auth_password_env = "TEST_ARC_PW"\n'))
+    monkeypatch.setenv("TEST_ARC_PW", "from-env")
+    spec = read_arcs(_sinks(tmp_path, entry + 'auth_password_env = "TEST_ARC_PW"\n'))["x"]
+    assert arc_password(tmp_path / "sinks.toml", "arc.0", spec) == "from-env"
+    assert "from-env" not in repr(spec)

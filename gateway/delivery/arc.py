@@ -78,7 +78,9 @@ class ArcForwarder:
     def __init__(self, store: Store, specs: Mapping[str, ArcSpec], *,
                  opener: Opener | None = None, client: ScaipClient | None = None,
                  lease_s: float = 30.0, poll_s: float = 1.0, heartbeats: bool = True,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 passwords: Mapping[str, str] | None = None) -> None:
+        """`passwords`: per receiver, the Digest password of its `auth_user`."""
         self._store = store
         self._specs = dict(specs)
         self._opener = opener
@@ -88,6 +90,12 @@ class ArcForwarder:
             if context is not None:
                 self.client.use_tls(context, *(address for _, address in spec.targets
                                                if address.transport == "tls"))
+            if spec.auth_user is not None:
+                password = (passwords or {}).get(spec.receiver)
+                if password is None:
+                    raise ValueError(f"no Digest password for {spec.receiver}'s auth_user")
+                self.client.use_digest(spec.auth_user, password,
+                                       *(address for _, address in spec.targets))
         self.lease_s = lease_s
         self._poll_s = poll_s
         self._heartbeats = heartbeats

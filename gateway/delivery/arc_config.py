@@ -19,6 +19,8 @@ primary = "tls://larm.example.se:5061"
 tls_ca_file = "larm-ca.pem"          # relative to the sinks file
 tls_cert_file = "gateway.pem"        # only when the ARC asks for a client certificate
 tls_key_file = "gateway.key"
+auth_user = "gateway-vgr"            # SIP Digest, for an ARC that challenges (SS 91100 §8)
+auth_password_file = "larm.secret"   # or auth_password_env = "ARC_1480_PASSWORD"
 ```
 """
 
@@ -78,6 +80,12 @@ class ArcSpec(BaseModel):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # SIP Digest (SS 91100 §8), for an ARC that challenges: the user, and the password from a
+    # file (relative to the sinks file) or an environment variable.
+    auth_user: Annotated[str, StringConstraints(pattern=r"^[!-~]{1,64}$")] | None = None
+    auth_password_file: Path | None = None
+    auth_password_env: Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None \
+        = None
 
     @model_validator(mode="after")
     def _addresses(self) -> Self:
@@ -92,6 +100,11 @@ class ArcSpec(BaseModel):
             raise ValueError("tls_ca_file, tls_cert_file and tls_key_file need a tls:// address")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        passwords = (self.auth_password_file is not None) + (self.auth_password_env is not None)
+        if (self.auth_user is None and passwords) or (self.auth_user is not None
+                                                      and passwords != 1):
+            raise ValueError("auth_user needs exactly one of auth_password_file and "
+                             "auth_password_env, and they need auth_user")
         return self
 
     @property

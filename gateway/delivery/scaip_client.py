@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import ssl
 import time
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters import scaip, sip
+from adapters import scaip, sip, sip_digest
 from adapters.errors import AdapterError
 from adapters.scaip import ScaipResponse
 from adapters.sip import SipMessage
@@ -66,6 +67,15 @@ class _Protocol(asyncio.DatagramProtocol):
         pass  # ICMP unreachable: the request times out and the ARC is escalated from
 
 
+@dataclass(slots=True)
+class _Challenge:
+    """An ARC's last Digest challenge, answered again with a rising nonce count."""
+
+    challenge: sip_digest.Challenge
+    header: str  # Authorization or Proxy-Authorization
+    count: int = 0
+
+
 class _Stream:
     """One TCP or TLS connection to an ARC address, with its reader."""
 
@@ -94,7 +104,7 @@ class ScaipClient:
         self.port = port
         self.t1_s = t1_s
         self._transport: asyncio.DatagramTransport | None = None
-        self._hops: dict[str, asyncio.Future[int]] = {}  # Call-ID -> final status
+        self._hops: dict[str, asyncio.Future[SipMessage]] = {}  # Call-ID -> final response
         # (ref, the ARC's address) -> its <mrs>. The address matters: after moving on from an
         # ARC the gateway sends it `mty=RE` with the same ref, and its answer to that must not
         # be taken for the next ARC's answer.
@@ -104,6 +114,8 @@ class ScaipClient:
         self._streams: dict[ArcAddress, _Stream] = {}
         self._connecting: dict[ArcAddress, asyncio.Lock] = {}
         self._resolved: dict[ArcAddress, tuple[ArcAddress, float]] = {}  # -> (IP, until)
+        self._credentials: dict[ArcAddress, tuple[str, str]] = {}
+        self._challenges: dict[ArcAddress, _Challenge] = {}
         self._family = socket.AF_INET
 
     async def start(self) -> None:
@@ -145,30 +157,42 @@ class ScaipClient:
         """Send `mrq` to `target` and wait up to `timeout_s` for its `<mrs>`."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        configured = target  # what credentials and TLS are registered under
         if target.transport == "udp":
             # The <mrs> comes from the ARC's IP address: a name must be resolved to match it.
             resolved = await self._resolve(target)
             if resolved is None:
                 return Answer(None, None, time.monotonic() - started)
             target = resolved
-        ids, request = self._message(target, mrq)
-        hop: asyncio.Future[int] = loop.create_future()
         key = (ref, target)
         answer = self._answers.get(key)
         if answer is None or answer.done():
             answer = loop.create_future()
             self._answers[key] = answer
-        self._hops[ids.call_id] = hop
+        ids = sip.new_ids(self.host)
         try:
-            if target.transport == "udp":
-                status = await self._transact(request, (target.host, target.port), hop,
-                                              timeout_s)
-            else:
-                stream = await self._stream(target, timeout_s)
-                if stream is None:  # refused, unreachable or not trusted: known now
-                    return Answer(None, None, time.monotonic() - started)
-                status = await self._transact_stream(
-                    request, stream, hop, timeout_s - (time.monotonic() - started))
+            status: int | None = None
+            for attempt in range(2):  # the second only to answer a Digest challenge
+                if attempt:  # the same call, a new transaction (RFC 3261 §22.2)
+                    ids = sip.NewIds(ids.call_id, ids.from_tag, sip.new_ids(self.host).branch)
+                request = self._message(target, mrq, ids, self._credentials_for(configured,
+                                                                                target))
+                hop: asyncio.Future[SipMessage] = loop.create_future()
+                self._hops[ids.call_id] = hop
+                left = timeout_s - (time.monotonic() - started)
+                if target.transport == "udp":
+                    response = await self._transact(request, (target.host, target.port), hop,
+                                                    left)
+                else:
+                    stream = await self._stream(target, left)
+                    if stream is None:  # refused, unreachable or not trusted: known now
+                        return Answer(None, None, time.monotonic() - started)
+                    response = await self._transact_stream(
+                        request, stream, hop, timeout_s - (time.monotonic() - started))
+                status = None if response is None else response.status
+                if response is None or status not in (401, 407) or \
+                        not self._challenged(configured, response, retried=attempt > 0):
+                    break
             if status is not None and status >= 300:
                 return Answer(None, status, time.monotonic() - started)
             left = timeout_s - (time.monotonic() - started)
@@ -181,6 +205,48 @@ class ScaipClient:
             self._hops.pop(ids.call_id, None)
             if self._answers.get(key) is answer:
                 self._answers.pop(key, None)
+
+    # --- Digest (SS 91100 §8) -----------------------------------------------------------------
+
+    def use_digest(self, username: str, password: str, *targets: ArcAddress) -> None:
+        """Answer these ARCs' Digest challenges as `username`."""
+        for target in targets:
+            self._credentials[target] = (username, password)
+
+    def _challenged(self, configured: ArcAddress, response: SipMessage, *,
+                    retried: bool) -> bool:
+        """Learn the challenge in a 401/407; True when the request should go again with it."""
+        credentials = self._credentials.get(configured)
+        if credentials is None:
+            log.warning("arc_asks_for_credentials", arc=str(configured))
+            return False
+        asked = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        try:
+            challenge = sip_digest.parse_challenge(response.header(asked) or "", asked)
+        except AdapterError as err:
+            log.warning("arc_challenge_unreadable", arc=str(configured), field=err.field)
+            return False
+        if retried and not challenge.stale:  # a fresh answer was refused: the password
+            log.error("arc_refused_credentials", arc=str(configured))
+            return False
+        answer = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        self._challenges[configured] = _Challenge(challenge, answer)
+        return True
+
+    def _credentials_for(self, configured: ArcAddress,
+                         target: ArcAddress) -> tuple[tuple[str, str], ...]:
+        """The Authorization header for the last challenge of this ARC (nonce reused, its
+        count raised), so an alarm does not pay a second round trip; none before the first."""
+        credentials = self._credentials.get(configured)
+        known = self._challenges.get(configured)
+        if credentials is None or known is None:
+            return ()
+        known.count += 1
+        value = sip_digest.authorization(
+            known.challenge, method="MESSAGE", uri=self._request_uri(target),
+            username=credentials[0], password=credentials[1], nc=known.count,
+            cnonce=secrets.token_hex(8))
+        return ((known.header, value),)
 
     async def _resolve(self, target: ArcAddress) -> ArcAddress | None:
         cached = self._resolved.get(target)
@@ -202,7 +268,8 @@ class ScaipClient:
     def send_only(self, target: ArcAddress, mrq: bytes) -> None:
         """Fire and forget (a reset to an ARC we stopped waiting for): one datagram, or one
         write on the connection when it is open (a closed one is not reopened for this)."""
-        request = self._message(target, mrq)[1]
+        request = self._message(target, mrq, sip.new_ids(self.host),
+                                self._credentials_for(target, target))
         if target.transport == "udp":
             cached = self._resolved.get(target)
             address = cached[0] if cached is not None else target
@@ -210,20 +277,23 @@ class ScaipClient:
         elif (stream := self._streams.get(target)) is not None and stream.open:
             stream.write(request)
 
-    def _message(self, target: ArcAddress, body: bytes) -> tuple[sip.NewIds, bytes]:
+    @staticmethod
+    def _request_uri(target: ArcAddress) -> str:
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        return f"{'sips' if target.transport == 'tls' else 'sip'}:arc@{host}:{target.port}"
+
+    def _message(self, target: ArcAddress, body: bytes, ids: sip.NewIds,
+                 headers: tuple[tuple[str, str], ...] = ()) -> bytes:
         self._cseq += 1
-        ids = sip.new_ids(self.host)
-        arc = f"sip:arc@{target.host}:{target.port}"
+        arc = self._request_uri(target)
         uri = self.uri if target.transport == "udp" else f"{self.uri};transport={target.transport}"
-        if target.transport == "tls":
-            arc = "sips" + arc[3:]
-        return ids, sip.build_message(
+        return sip.build_message(
             request_uri=arc, from_uri=uri, to_uri=arc, ids=ids, cseq=self._cseq,
             via_sent_by=f"{self.host}:{self.port};rport", body=body,
-            transport=target.transport.upper(), contact=uri)
+            transport=target.transport.upper(), contact=uri, extra_headers=headers)
 
-    async def _transact(self, request: bytes, target: tuple[str, int], hop: asyncio.Future[int],
-                        timeout_s: float) -> int | None:
+    async def _transact(self, request: bytes, target: tuple[str, int],
+                        hop: asyncio.Future[SipMessage], timeout_s: float) -> SipMessage | None:
         """Send and retransmit (timer E) until the hop's final answer or `timeout_s`."""
         self._send(request, target)
         for wait in sip.retransmit_waits(self.t1_s, timeout_s):
@@ -233,8 +303,9 @@ class ScaipClient:
         return None
 
     @staticmethod
-    async def _transact_stream(request: bytes, stream: _Stream, hop: asyncio.Future[int],
-                               timeout_s: float) -> int | None:
+    async def _transact_stream(request: bytes, stream: _Stream,
+                               hop: asyncio.Future[SipMessage],
+                               timeout_s: float) -> SipMessage | None:
         """On the ARC's connection: send once (it is reliable) and wait for the hop's final
         answer or `timeout_s`."""
         stream.write(request)
@@ -315,7 +386,7 @@ class ScaipClient:
         call_id = msg.call_id
         hop = self._hops.get(call_id) if call_id is not None else None
         if hop is not None and not hop.done() and msg.status is not None and msg.status >= 200:
-            hop.set_result(msg.status)
+            hop.set_result(msg)
 
     def _on_request(self, msg: SipMessage, source: ArcAddress, reply: Reply) -> None:
         if msg.method == "OPTIONS":

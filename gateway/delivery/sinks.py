@@ -304,13 +304,23 @@ def read_arcs(path: Path) -> dict[str, ArcSpec]:
         if spec.receiver in arcs:
             raise SinkConfigError(f"{path}: arc.{n}: a second entry for {spec.receiver}")
         files = {name: path.parent / value for name in ("tls_ca_file", "tls_cert_file",
-                                                         "tls_key_file")
+                                                         "tls_key_file", "auth_password_file")
                  if (value := getattr(spec, name)) is not None and not value.is_absolute()}
         spec = spec.model_copy(update=files)
         if spec.uses_tls:  # read now: a file that will not do refuses start-up, naming it
             _check_tls(path, f"arc.{n}", spec)
+        if spec.auth_user is not None:
+            arc_password(path, f"arc.{n}", spec)
         arcs[spec.receiver] = spec
     return arcs
+
+
+def arc_password(path: Path, where: str, spec: ArcSpec) -> str | None:
+    """The Digest password of an `[[arc]]` (its file already resolved by read_arcs)."""
+    if spec.auth_user is None:
+        return None
+    return read_credential(path, where, "auth_password", spec.auth_password_file,
+                           spec.auth_password_env).decode()
 
 
 def _check_tls(path: Path, where: str, spec: ArcSpec) -> None:
