@@ -98,6 +98,7 @@ DTY_HEART_RATE, DTY_MAN_DOWN, DTY_SYSTEM, DTY_LINK, DTY_LOCAL_UNIT, DTY_TRACKER 
     19, 30, 31, 32, 48, 51)
 STC_AUTOMATIC, STC_MANUAL = 9, 10
 STC_PILL_NOT_TAKEN, STC_PILL_REMINDER, STC_PILL_TAKEN = 81, 82, 83
+STC_CANCEL = 19  # Annex C state: the alarm was cancelled at the unit
 LCO_GEOFENCE, LCO_GEO, LCO_GGA = 19, 34, 35
 
 
@@ -336,7 +337,7 @@ _ALARM_BY_STC: dict[int, tuple[AlarmType, bool]] = {
 _EVENT_BY_STC: dict[int, tuple[str, Kind]] = {
     3: ("absent", Kind.ACTIVITY),
     5: ("alarm_acknowledged", Kind.ALARM),
-    19: ("alarm_cancelled", Kind.ALARM),
+    STC_CANCEL: ("alarm_cancelled", Kind.ALARM),
     70: ("normal", Kind.STATUS),
     76: ("door_open", Kind.ACTIVITY),
     81: ("dose_not_taken", Kind.MEDICATION),
@@ -366,7 +367,9 @@ def _events(ctx: _Context, mty: str, dty: int, stc: int | None, lco: int | None,
         # The unit gave up waiting for snu=0 and took its alternative action (SS §5).
         events.append(_event(ctx, "reset", stc, "alarm_reset", Kind.ALARM))
     elif mty == Mty.INFO:
-        events.append(_event(ctx, "info", stc, "alarm_info_update", Kind.ALARM))
+        # An update to an open alarm (same ref); with stc 0019 the unit cancels it.
+        events.append(_event(ctx, "info", stc, "alarm_cancelled" if stc == STC_CANCEL
+                             else "alarm_info_update", Kind.ALARM))
     elif stc is None:
         events.append(_alarm_for(ctx, dty, stc, lco, priority, position))
     else:

@@ -15,7 +15,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -25,12 +25,13 @@ import pytest
 from adapters import native, scaip
 from adapters.scaip import Mty, Snu
 from gateway import alarms
+from gateway.codes import Kind
 from gateway.crypto import Opener, WrappedKey, load_private_key
 from gateway.delivery.arc import ArcForwarder, ArcJob, jobs_from
 from gateway.delivery.arc_config import ArcSpec
 from gateway.delivery.scaip_alarm import did_for, ref_for
 from gateway.keyring import build_sealing
-from gateway.model import Alarm, AlarmType, Position
+from gateway.model import Alarm, AlarmType, DeviceEvent, Position
 from gateway.registry import Registry
 from gateway.sealing import BatchRows, RelayPlaintext
 from gateway.settings import Settings
@@ -272,6 +273,83 @@ async def test_a_scaip_unit_alarm_is_relayed_under_the_units_own_ids(
     await wait_until(lambda: any(r.mty == Mty.MESSAGE for r in primary.received), timeout=5)
     relayed = [r for r in primary.received if r.mty == Mty.MESSAGE]
     assert [r.device_id for r in relayed] == [unit_device.id]
+
+
+async def test_a_unit_that_cancels_its_alarm_has_the_cancellation_relayed_to_the_arc(
+        gateway: RunningGateway, store: Store, arcs: Arcs) -> None:
+    """SS 91100: the unit updates its open alarm (same ref) with `mty=IN`, `stc=0019`; the ARC
+    that accepted the relayed alarm gets `mty=IN`, `stc=0019` under the relayed alarm's ref."""
+    primary, secondary = _pair(arcs, "test-arc-cancel")
+    unit_device = await register_scaip_unit(store, did="TRK-C", assignments=[
+        {"huvudman": NO_SINK, "subject_ref": "test-arc-cancel", "legal_basis": "SoL",
+         "kinds": ["alarm"], "valid_from": "2026-01-01T00:00:00+00:00",
+         "alarm_route": "test-arc-cancel"}])
+    await gateway.knows(unit_device)
+    cid = unit_device.id.split(":")[1]
+    unit = ScaipUnit(UnitSpec("gps_alarm", cid, "TRK-C"),
+                     ("127.0.0.1", gateway.settings.sip_port), answer_timeout_s=5.0)
+    try:
+        pressed = await asyncio.to_thread(unit.send, unit.mrq("CANCELME1", stc=scaip.STC_MANUAL),
+                                          ref="CANCELME1")
+        assert pressed.snu == Snu.OK
+        assert await wait_until(lambda: [r.mty for r in primary.received] == [Mty.MESSAGE], 5)
+        relayed_ref = primary.received[0].ref
+        cancelled = await asyncio.to_thread(
+            unit.send, unit.mrq("CANCELME1", mty=Mty.INFO, stc=scaip.STC_CANCEL),
+            ref="CANCELME1", mty=Mty.INFO)
+        assert cancelled.snu == Snu.OK
+    finally:
+        unit.close()
+    assert await wait_until(lambda: [(r.ref, r.mty, r.snu) for r in primary.received] == [
+        (relayed_ref, Mty.MESSAGE, Snu.OK), (relayed_ref, Mty.INFO, Snu.OK)], 5)
+    assert secondary.received == []
+    alarm_id = await store.pool.fetchval(
+        "SELECT event_id FROM event WHERE device_id = $1 AND event_type = 'alarm'",
+        unit_device.id)
+
+    async def cancellation_in_history() -> bool:
+        history = await alarms.history(store, alarm_id)
+        return any("cancellation accepted" in step.what for step in history.steps)
+
+    assert await wait_until(cancellation_in_history, 5)
+
+
+async def test_a_cancel_that_comes_while_the_alarm_is_on_hold_follows_it_once_accepted(
+        store: Store) -> None:
+    arc = ScaipArc(mode="hold_then_ok", holds=2, tcp=False)
+    await arc.start()
+    spec = ArcSpec(receiver="test-arc-cancel-early", cid="4600000001",
+                   primary=f"udp://127.0.0.1:{arc.udp_port}", hold_resend_s=(0.1, 0.2))
+    forwarder = ArcForwarder(store, {spec.receiver: spec}, heartbeats=False, lease_s=30.0)
+    await forwarder.start()
+    try:
+        at = datetime(2026, 11, 22, 5, tzinfo=UTC)
+        alarm = Alarm(event_id=uuid.uuid4(), device_id="T-CANCEL-EARLY",
+                      alarm_type=AlarmType.BUTTON, measured_at=at, received_at=at,
+                      source="scaip")
+        forwarder.forward(ArcJob(alarm.event_id, spec.receiver, alarm, False))
+        ref = ref_for(alarm.event_id, spec.receiver)
+        assert await wait_until(lambda: len(arc.requests(ref)) == 1, 2)
+        forwarder.cancelled(DeviceEvent(uuid.uuid4(), alarm.device_id, "alarm_cancelled",
+                                        Kind.ALARM, at + timedelta(seconds=5),
+                                        at + timedelta(seconds=5), "scaip"))
+        assert await wait_until(lambda: [(r.mty, r.snu) for r in arc.requests(ref)] == [
+            (Mty.MESSAGE, Snu.HOLD), (Mty.MESSAGE, Snu.HOLD), (Mty.MESSAGE, Snu.OK),
+            (Mty.INFO, Snu.OK)], 5)
+        # A later alarm of the same device is not cancelled by the earlier cancel.
+        later = Alarm(event_id=uuid.uuid4(), device_id=alarm.device_id,
+                      alarm_type=AlarmType.BUTTON, measured_at=at + timedelta(minutes=1),
+                      received_at=at + timedelta(minutes=1), source="scaip")
+        arc.mode = "ok"
+        forwarder.forward(ArcJob(later.event_id, spec.receiver, later, False))
+        later_ref = ref_for(later.event_id, spec.receiver)
+        assert await wait_until(lambda: [r.mty for r in arc.requests(later_ref)] ==
+                                [Mty.MESSAGE], 3)
+        await asyncio.sleep(0.3)
+        assert [r.mty for r in arc.requests(later_ref)] == [Mty.MESSAGE]
+    finally:
+        await forwarder.stop()
+        await arc.stop()
 
 
 async def test_heartbeats_go_to_every_arc_at_the_interval_it_asks_for(

@@ -25,6 +25,13 @@ Handling one alarm follows SS 91100 §5 from the sender's side:
 Every answer is recorded in `arc_attempt` (ids, which ARC, outcome, snu), so the alarm's history
 shows when it was sent, held, escalated and accepted.
 
+Cancellations: when a device cancels (a SCAIP unit's `stc=0019`, as `ME` or as an `IN` update)
+an alarm that an ARC accepted in the last 30 minutes, that ARC gets `mty=IN` with `stc=0019` and
+the alarm's ref, so the operator knows before dispatching anyone; a cancel that arrives while the
+alarm is still being sent follows it once accepted. This instance relays the cancellations of
+the alarms it sent (SCAIP units speak to the instance that runs the SIP listener, which is the
+alarm instance); the huvudman gets every cancellation as an event in any case.
+
 Heartbeats: each ARC address gets `mty=PI` with `hbo=001` at start and then at the interval the
 ARC asks for in `<hbi>`; `gateway_arc_up{receiver,arc}` says whether it answers.
 """
@@ -38,9 +45,10 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -49,10 +57,10 @@ from adapters.scaip import Snu
 from gateway import audit, metrics
 from gateway.crypto import CryptoError, KeySuite, Opener, WrappedKey
 from gateway.delivery.arc_config import ArcAddress, ArcSpec
-from gateway.delivery.scaip_alarm import alarm_mrq, ping_mrq, ref_for, reset_mrq
+from gateway.delivery.scaip_alarm import alarm_mrq, cancel_mrq, ping_mrq, ref_for, reset_mrq
 from gateway.delivery.scaip_client import Answer, ScaipClient
 from gateway.logs import get as get_logger
-from gateway.model import Alarm, Event
+from gateway.model import Alarm, DeviceEvent, Event
 from gateway.sealing import BatchRows, DeliveryRow, RelayPlaintext
 from gateway.store.connector import Store
 
@@ -64,6 +72,8 @@ _OUTCOME_BY_SNU = {Snu.OK: "accepted", Snu.HOLD: "hold", Snu.NOT_TREATED: "not_t
 _REF_CHARS = string.ascii_uppercase + string.digits
 HEARTBEAT_RETRY_S = 30.0
 DEFAULT_HEARTBEAT_MIN = 10
+CANCEL_WINDOW_S = 30 * 60.0  # SS 91100 §5: a unit polls a held alarm for at most 30 min
+CANCELLED = "alarm_cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,16 @@ class ArcJob:
     receiver: str
     alarm: Alarm
     with_position: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """An alarm an ARC accepted, which its device may still cancel."""
+
+    job: ArcJob
+    which: str
+    address: ArcAddress
+    until: float  # time.monotonic()
 
 
 class ArcForwarder:
@@ -106,6 +126,11 @@ class ArcForwarder:
         self._stopping = asyncio.Event()
         self._writes: asyncio.Queue[tuple[str, tuple[object, ...]]] = asyncio.Queue()
         self._accepting = True
+        # By device: accepted alarms it may cancel; cancels for alarms still being sent.
+        self._accepted: dict[str, list[_Accepted]] = {}
+        self._cancels: dict[str, DeviceEvent] = {}
+        self._sending: dict[tuple[uuid.UUID, str], ArcJob] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
         # Per (receiver, "primary" | "secondary"): answering heartbeats, and at what interval.
         self.up: dict[tuple[str, str], bool] = {}
         self.intervals: dict[tuple[str, str], float] = {}
@@ -131,7 +156,7 @@ class ArcForwarder:
         """Stop sending. Alarms not yet accepted stay pending; their leases run out and an
         instance holding the relay key takes them (docs/delivery.md)."""
         self._accepting = False
-        tasks = [*self._tasks, *self._jobs.values()]
+        tasks = [*self._tasks, *self._jobs.values(), *self._side_tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -153,6 +178,45 @@ class ArcForwarder:
         """Pipeline hook (`on_stored`), on the event loop, right after a commit."""
         for job in jobs_from(rows.deliveries, events, new_ids):
             self.forward(job)
+        if self._accepted or self._jobs:  # else no cancel can concern us: no pass over bulk
+            for event in events:
+                if isinstance(event, DeviceEvent) and event.event_type == CANCELLED and \
+                        event.event_id in new_ids:
+                    self.cancelled(event)
+
+    def cancelled(self, event: DeviceEvent) -> None:
+        """The device cancelled: tell the ARCs that accepted its alarms (measured before the
+        cancel, within CANCEL_WINDOW_S); alarms still being sent are told once accepted."""
+        now = time.monotonic()
+        mine = [a for a in self._accepted.pop(event.device_id, []) if a.until > now]
+        keep = [a for a in mine if a.job.alarm.measured_at > event.measured_at]
+        if keep:
+            self._accepted[event.device_id] = keep
+        for accepted in mine:
+            if accepted.job.alarm.measured_at <= event.measured_at:
+                self._spawn(self._send_cancel(accepted))
+        if any(job.alarm.device_id == event.device_id and
+               job.alarm.measured_at <= event.measured_at for job in self._sending.values()):
+            self._cancels[event.device_id] = event
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name="arc-cancel")
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _send_cancel(self, accepted: _Accepted) -> None:
+        job = accepted.job
+        spec = self._specs.get(job.receiver)
+        if spec is None:
+            return
+        ref = ref_for(job.event_id, job.receiver)
+        answer = await self.client.request(
+            accepted.address, cancel_mrq(job.alarm, receiver=job.receiver, gateway_cid=spec.cid),
+            ref, timeout_s=spec.answer_timeout_s)
+        outcome, snu = _outcome(answer)
+        log.info("arc_cancellation_relayed", event_id=str(job.event_id), receiver=job.receiver,
+                 arc=accepted.which, outcome=outcome)
+        self._record(job, accepted.which, f"cancellation_{outcome}", snu)
 
     def forward(self, job: ArcJob) -> None:
         """Start sending `job` (a committed alarm) unless it is being sent already."""
@@ -161,7 +225,9 @@ class ArcForwarder:
             return
         task = asyncio.create_task(self._handle(job), name=f"arc-{job.event_id}")
         self._jobs[key] = task
-        task.add_done_callback(lambda _t: self._jobs.pop(key, None))
+        self._sending[key] = job
+        task.add_done_callback(lambda _t: (self._jobs.pop(key, None),
+                                           self._sending.pop(key, None)))
 
     # --- one alarm ----------------------------------------------------------------------------
 
@@ -177,7 +243,7 @@ class ArcForwarder:
                 accepted, count = await self._try_target(job, spec, which, address, mrq, ref)
                 sent += count
                 if accepted:
-                    self._finish(job, which, sent)
+                    self._finish(job, which, address, sent)
                     return
                 if index + 1 < len(targets):
                     metrics.ARC_ESCALATED.labels(job.receiver).inc()
@@ -212,9 +278,18 @@ class ArcForwarder:
                                                          gateway_cid=spec.cid))
             return False, sent
 
-    def _finish(self, job: ArcJob, which: str, sent: int) -> None:
+    def _finish(self, job: ArcJob, which: str, address: ArcAddress, sent: int) -> None:
         metrics.ARC_ACCEPTED.labels(job.receiver, which).inc()
         self._later("arc_done", job.event_id, job.receiver, sent)
+        accepted = _Accepted(job, which, address, time.monotonic() + CANCEL_WINDOW_S)
+        device = job.alarm.device_id
+        cancel = self._cancels.get(device)
+        if cancel is not None and job.alarm.measured_at <= cancel.measured_at:
+            self._spawn(self._send_cancel(accepted))  # cancelled while it was being sent
+            return
+        now = time.monotonic()
+        self._accepted[device] = [a for a in self._accepted.get(device, []) if a.until > now]
+        self._accepted[device].append(accepted)
 
     def _record(self, job: ArcJob, which: str, outcome: str, snu: int | None) -> None:
         self._later("arc_attempt_add", job.event_id, job.receiver, which, outcome, snu)
@@ -253,6 +328,7 @@ class ArcForwarder:
         lease = timedelta(seconds=self.lease_s)
         while not self._stopping.is_set():
             await asyncio.sleep(self.lease_s / 3)
+            self._forget_old_alarms()
             keys = list(self._jobs)
             if not keys:
                 continue
@@ -261,6 +337,19 @@ class ArcForwarder:
                                           [k[1] for k in keys], lease)
             except DB_ERRORS as err:
                 log.warning("arc_lease_failed", error=type(err).__name__)
+
+    def _forget_old_alarms(self) -> None:
+        """Past CANCEL_WINDOW_S an alarm can no longer be cancelled: let it go."""
+        now = time.monotonic()
+        for device in list(self._accepted):
+            left = [a for a in self._accepted[device] if a.until > now]
+            if left:
+                self._accepted[device] = left
+            else:
+                del self._accepted[device]
+        sending = {job.alarm.device_id for job in self._sending.values()}
+        for device in [d for d in self._cancels if d not in sending]:
+            del self._cancels[device]
 
     async def _recover_loop(self) -> None:
         while not self._stopping.is_set():

@@ -93,6 +93,15 @@ def reset_mrq(alarm: Alarm, *, receiver: str, gateway_cid: str) -> bytes:
                            did=did)
 
 
+def cancel_mrq(alarm: Alarm, *, receiver: str, gateway_cid: str) -> bytes:
+    """`mty=IN` with `stc=0019` for the alarm's ref: the device cancelled an alarm the ARC has
+    (SS 91100 §5: an update repeats the open event's mandatory elements unchanged)."""
+    dty, _, _ = _CODES.get(alarm.alarm_type, _CODES[AlarmType.OTHER])
+    cid, did = caller_ids(alarm.device_id, gateway_cid)
+    return scaip.build_mrq(ref=ref_for(alarm.event_id, receiver), cid=cid, dty=dty, mty=Mty.INFO,
+                           stc=scaip.STC_CANCEL, did=did)
+
+
 def ping_mrq(ref: str, *, gateway_cid: str) -> bytes:
     """A heartbeat (`mty=PI`, `hbo=001`: the ARC may set the interval with `<hbi>`)."""
     return scaip.build_mrq(ref=ref, cid=gateway_cid, dty=scaip.DTY_LOCAL_UNIT, mty=Mty.PING,
