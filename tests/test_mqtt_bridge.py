@@ -247,7 +247,9 @@ async def _rows(store: Store, ids: Sequence[uuid.UUID]) -> list[tuple[str, str |
     rows = await store.pool.fetch(
         "SELECT state, last_error FROM delivery WHERE event_id = ANY($1)"
         " AND huvudman IS NOT NULL", ids)
-    return sorted((r["state"], r["last_error"]) for r in rows)
+    # Rows not yet tried have no last_error: sort them with "" (None and str do not compare).
+    return sorted(((r["state"], r["last_error"]) for r in rows),
+                  key=lambda row: (row[0], row[1] or ""))
 
 
 async def _all_done(store: Store, ids: Sequence[uuid.UUID]) -> bool:
