@@ -225,3 +225,19 @@ async def test_a_refused_password_moves_the_alarm_to_the_secondary(
     assert strict.requests(ref) == [] and strict.challenges >= 2
     logged = "".join(capfd.readouterr())
     assert "arc_refused_credentials" in logged and "a-wrong-secret" not in logged
+
+
+async def test_a_connection_that_answers_nothing_is_replaced_for_the_next_alarm(
+        store: Store, centres: list[ScaipArc], forwarders: list[ArcForwarder]) -> None:
+    """Silence on a reliable transport means a connection that died without saying so: the
+    alarm goes to the secondary, and the next one gets a new connection to the primary."""
+    mute = await _centre(centres, "drop")
+    backup = await _centre(centres)
+    spec = _spec("test-arc-tcp-mute", f"tcp://127.0.0.1:{mute.tcp_port}",
+                 f"udp://127.0.0.1:{backup.udp_port}")
+    forwarder = await _forwarder(store, spec, forwarders)
+    first = _send(forwarder, spec, _alarm("T-TCP-MUTE-1"))
+    assert await wait_until(lambda: _answers(backup, first) == [("UDP", Snu.OK)], 3)
+    second = _send(forwarder, spec, _alarm("T-TCP-MUTE-2"))
+    assert await wait_until(lambda: _answers(backup, second) == [("UDP", Snu.OK)], 3)
+    assert mute.connections == 2

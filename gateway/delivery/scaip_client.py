@@ -76,6 +76,18 @@ class _Challenge:
     count: int = 0
 
 
+def _keep_alive(sock: socket.socket | None) -> None:
+    """TCP keep-alive after 30 s idle, so a connection that died silently (a NAT or firewall
+    that dropped it between alarms) is found within about a minute, not at the next alarm."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
 class _Stream:
     """One TCP or TLS connection to an ARC address, with its reader."""
 
@@ -307,10 +319,14 @@ class ScaipClient:
                                hop: asyncio.Future[SipMessage],
                                timeout_s: float) -> SipMessage | None:
         """On the ARC's connection: send once (it is reliable) and wait for the hop's final
-        answer or `timeout_s`."""
+        answer or `timeout_s`. No answer at all on a reliable transport means the connection
+        is likely dead without having said so (a NAT that forgot it): it is closed, so the next
+        request, to this ARC or after escalating back to it, opens a new one."""
         stream.write(request)
         with contextlib.suppress(TimeoutError):
             return await asyncio.wait_for(asyncio.shield(hop), max(timeout_s, 0.0))
+        log.warning("arc_stream_unanswered_closing", arc=str(stream.target))
+        stream.close()
         return None
 
     async def _stream(self, target: ArcAddress, timeout_s: float) -> _Stream | None:
@@ -334,6 +350,7 @@ class ScaipClient:
                 # The class only: a certificate error's text is the ARC's, not ours to log.
                 log.warning("arc_connect_failed", arc=str(target), error=type(err).__name__)
                 return None
+            _keep_alive(writer.get_extra_info("socket"))
             stream = _Stream(target, reader, writer)
             stream.task = asyncio.create_task(self._read(stream), name=f"arc-stream-{target}")
             self._streams[target] = stream
