@@ -96,6 +96,11 @@ class Settings:
     # SCAIP over SIP (docs/sip.md): UDP and TCP on the same port; SIP_PORT=off disables it.
     sip_host: str = field(default_factory=lambda: os.environ.get("SIP_HOST", "127.0.0.1"))
     sip_port: int = field(default_factory=lambda: _port_or_off("SIP_PORT", 5060))
+    # SIP over TLS (`sips:`, SCAIP's transport security): its own port, off unless given,
+    # with the gateway's certificate chain and key (docs/sip.md).
+    sip_tls_port: int = field(default_factory=lambda: _port_or_off("SIP_TLS_PORT", 0))
+    sip_tls_cert_file: Path | None = field(default_factory=lambda: _path("SIP_TLS_CERT_FILE"))
+    sip_tls_key_file: Path | None = field(default_factory=lambda: _path("SIP_TLS_KEY_FILE"))
     # The heartbeat interval (`hbi`, minutes) offered to units that let the ARC set it.
     scaip_heartbeat_interval_min: int = field(
         default_factory=lambda: _int("SCAIP_HEARTBEAT_INTERVAL_MIN", 10))

@@ -11,6 +11,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +20,15 @@ from adapters import scaip, sip
 from adapters.scaip import Mty, Snu
 from adapters.sip import SipMessage
 from gateway import embedded, metrics
+from gateway.delivery.arc_config import ArcAddress
+from gateway.delivery.scaip_client import ScaipClient
+from gateway.delivery.tls import client_context
 from gateway.pipeline import Outcome
+from gateway.settings import Settings
 from gateway.store.connector import Store
-from gateway.transports.sip_listener import SipListener, TtlCache
+from gateway.transports.sip_listener import SipListener, TtlCache, server_tls
 from simulator import scaip_device
-from tests.support import FakeDevice, RunningGateway, register_scaip_unit
+from tests.support import FakeDevice, RunningGateway, register_scaip_unit, tls_files
 
 pytestmark = pytest.mark.integration
 
@@ -386,3 +391,38 @@ def test_ttl_cache_expires_and_stays_bounded() -> None:
     for key in "bcd":
         cache.setdefault(key, 0)
     assert len(cache) == 3 and cache.get("a") is None
+
+
+async def test_a_unit_over_tls_is_answered_and_stored(
+        store: Store, gateway: RunningGateway, gps: FakeDevice, tmp_path: Path) -> None:
+    """SIP over TLS (`SIP_TLS_PORT`): the unit checks the gateway's certificate; hop and `<mrs>`
+    come back on the same connection. The unit side is the gateway's own SCAIP client."""
+    ca, cert, key = tls_files(tmp_path, "test gateway CA")
+    settings = dataclasses.replace(gateway.settings, sip_port=embedded.free_port(),
+                                   sip_tls_port=embedded.free_port(),
+                                   sip_tls_cert_file=cert, sip_tls_key_file=key)
+    listener = SipListener(settings, gateway.runtime.registry, gateway.runtime.pipeline)
+    await listener.start()
+    unit = ScaipClient("127.0.0.1", 0)
+    await unit.start()
+    target = ArcAddress("tls", "localhost", listener.tls_port)
+    unit.use_tls(client_context(ca), target)
+    try:
+        body = scaip.build_mrq(ref="TLS1", cid=cid_of(gps), dty=scaip.DTY_TRACKER,
+                               stc=scaip.STC_MANUAL, did=did_of(gps))
+        answer = await unit.request(target, body, "TLS1", timeout_s=5)
+    finally:
+        await unit.stop()
+        await listener.stop()
+    assert answer.sip_status == 200 and answer.mrs is not None and answer.mrs.snu == Snu.OK
+    assert ("alarm", "alarm") in await rows(store, gps.id)
+
+
+def test_a_tls_port_without_a_usable_certificate_refuses_to_start(tmp_path: Path) -> None:
+    settings = dataclasses.replace(Settings(), sip_tls_port=5061)
+    with pytest.raises(ValueError, match="SIP_TLS_PORT needs SIP_TLS_CERT_FILE"):
+        server_tls(settings)
+    missing = dataclasses.replace(settings, sip_tls_cert_file=tmp_path / "none.pem",
+                                  sip_tls_key_file=tmp_path / "none.key")
+    with pytest.raises(ValueError, match="SIP_TLS_CERT_FILE/SIP_TLS_KEY_FILE: cannot use"):
+        server_tls(missing)

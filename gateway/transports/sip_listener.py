@@ -1,4 +1,5 @@
-"""SCAIP (SS 91100) over SIP: UDP and TCP listeners that answer `<mrq>` after commit.
+"""SCAIP (SS 91100) over SIP: UDP, TCP and (given a certificate) TLS listeners that answer
+`<mrq>` after commit.
 
 Flow for one SIP MESSAGE carrying `application/scaip+xml` (docs/sip.md):
 
@@ -47,10 +48,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import itertools
 import re
+import ssl
 import time
 import uuid
 from collections import OrderedDict
@@ -169,7 +172,7 @@ def uri_hostport(uri: str) -> tuple[str, int | None] | None:
 class _Peer:
     """Where a request came from and how its answers go back."""
 
-    transport: str  # "UDP" or "TCP", as written in a Via header
+    transport: str  # "UDP", "TCP" or "TLS", as written in a Via header
     addr: tuple[str, int]
     writer: asyncio.StreamWriter | None = None
 
@@ -211,6 +214,7 @@ class SipListener:
         self._cseq = itertools.count(1)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
         self._requests: set[asyncio.Task[None]] = set()  # one per request being answered
         self._resending: set[asyncio.Task[None]] = set()  # UDP retransmissions of an mrs
         self._answered: dict[str, asyncio.Event] = {}  # Call-ID of an mrs sent over UDP
@@ -220,6 +224,7 @@ class SipListener:
         self.on_hbi_granted: Callable[[str, int], None] | None = None
         self.udp_port = 0
         self.tcp_port = 0
+        self.tls_port = 0
         self._received = metrics.RECEIVED.labels(TRANSPORT)
         self._acked = metrics.ACKED.labels(TRANSPORT)
         self._accepted = metrics.ACCEPTED.labels(TRANSPORT)
@@ -238,7 +243,14 @@ class SipListener:
         self._tcp = await asyncio.start_server(self._on_connection, host, port,
                                                reuse_address=True)
         self.tcp_port = int(self._tcp.sockets[0].getsockname()[1])
-        log.info("sip_listening", host=host, udp=self.udp_port, tcp=self.tcp_port)
+        if self._settings.sip_tls_port:
+            self._tls_server = await asyncio.start_server(
+                functools.partial(self._on_connection, transport="TLS"), host,
+                self._settings.sip_tls_port, ssl=server_tls(self._settings),
+                reuse_address=True)
+            self.tls_port = int(self._tls_server.sockets[0].getsockname()[1])
+        log.info("sip_listening", host=host, udp=self.udp_port, tcp=self.tcp_port,
+                 tls=self.tls_port or None)
 
     async def stop(self) -> None:
         """Stop taking requests; answer those being committed; close the sockets.
@@ -247,8 +259,9 @@ class SipListener:
         New requests meanwhile get `503` (the unit retries or takes its alternative action).
         """
         self._stopping = True
-        if self._tcp is not None:
-            self._tcp.close()
+        servers = [srv for srv in (self._tcp, self._tls_server) if srv is not None]
+        for server in servers:
+            server.close()
         if self._requests:
             log.info("sip_stopping", in_flight=len(self._requests))
             await asyncio.wait(list(self._requests), timeout=STOP_GRACE_S)
@@ -259,8 +272,8 @@ class SipListener:
         await asyncio.gather(*tasks, return_exceptions=True)
         for writer in list(self._connections):
             writer.close()
-        if self._tcp is not None:
-            await self._tcp.wait_closed()
+        for server in servers:
+            await server.wait_closed()
         if self._udp is not None:
             self._udp.close()
         log.info("sip_stopped")
@@ -285,9 +298,9 @@ class SipListener:
         self._on_message(msg, _Peer("UDP", addr))
 
     async def _on_connection(self, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
+                             writer: asyncio.StreamWriter, transport: str = "TCP") -> None:
         peername = writer.get_extra_info("peername")
-        peer = _Peer("TCP", (str(peername[0]), int(peername[1])), writer)
+        peer = _Peer(transport, (str(peername[0]), int(peername[1])), writer)
         self._connections.add(writer)
         buffer = bytearray()
         try:
@@ -481,7 +494,7 @@ class SipListener:
             with contextlib.suppress(SipError):
                 contact_uri = sip.uri_of(contact)
         ids = sip.new_ids(self._via_host(request))
-        port = self.udp_port if peer.transport == "UDP" else self.tcp_port
+        port = {"UDP": self.udp_port, "TLS": self.tls_port}.get(peer.transport, self.tcp_port)
         try:
             data = sip.build_reply_message(
                 request, mrs, ids=ids, cseq=next(self._cseq) % 2**31,
@@ -504,6 +517,11 @@ class SipListener:
                 return True
             except (ConnectionError, TimeoutError):
                 pass
+        if peer.transport == "TLS":
+            # Units hold no certificate the gateway could check: it does not dial them. The
+            # unit resends its request on a new connection and is answered there.
+            log.info("sip_mrs_unreachable", transport="TLS")
+            return False
         return await self._send_tcp_new(request, peer, data, contact_uri)
 
     async def _resend_until_answered(self, data: bytes, peer: _Peer, call_id: str) -> None:
@@ -563,6 +581,22 @@ class SipListener:
             return host
         target = uri_hostport(request.uri or "")
         return target[0] if target is not None else "gateway"
+
+
+def server_tls(settings: Settings) -> ssl.SSLContext:
+    """The TLS listener's context: the gateway's certificate chain, TLS 1.2 at least. A missing
+    or unusable file refuses start-up, naming the setting."""
+    cert, key = settings.sip_tls_cert_file, settings.sip_tls_key_file
+    if cert is None or key is None:
+        raise ValueError("SIP_TLS_PORT needs SIP_TLS_CERT_FILE and SIP_TLS_KEY_FILE")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as err:
+        raise ValueError(f"SIP_TLS_CERT_FILE/SIP_TLS_KEY_FILE: cannot use {cert} with {key} "
+                         f"({type(err).__name__})") from None
+    return context
 
 
 _ALLOW = (("Allow", "MESSAGE, OPTIONS"),)
