@@ -252,17 +252,23 @@ async def test_an_alarm_left_unfinished_is_taken_over_after_its_lease(
     assert len(opened) == 1
 
 
+async def _scaip_unit(store: Store, gateway: RunningGateway, receiver: str,
+                      did: str) -> tuple[FakeDevice, ScaipUnit]:
+    """A registered SCAIP unit whose alarm route is `receiver`, and its simulator."""
+    device = await register_scaip_unit(store, did=did, assignments=[
+        {"huvudman": NO_SINK, "subject_ref": receiver, "legal_basis": "SoL",
+         "kinds": ["alarm"], "valid_from": "2026-01-01T00:00:00+00:00",
+         "alarm_route": receiver}])
+    await gateway.knows(device)
+    unit = ScaipUnit(UnitSpec("gps_alarm", device.id.split(":")[1], did),
+                     ("127.0.0.1", gateway.settings.sip_port), answer_timeout_s=5.0)
+    return device, unit
+
+
 async def test_a_scaip_unit_alarm_is_relayed_under_the_units_own_ids(
         gateway: RunningGateway, store: Store, arcs: Arcs) -> None:
     primary, _ = _pair(arcs, "test-arc-scaip")
-    unit_device = await register_scaip_unit(store, did="TRK-9", assignments=[
-        {"huvudman": NO_SINK, "subject_ref": "test-arc-scaip", "legal_basis": "SoL",
-         "kinds": ["alarm"], "valid_from": "2026-01-01T00:00:00+00:00",
-         "alarm_route": "test-arc-scaip"}])
-    await gateway.knows(unit_device)
-    cid = unit_device.id.split(":")[1]
-    unit = ScaipUnit(UnitSpec("gps_alarm", cid, "TRK-9"),
-                     ("127.0.0.1", gateway.settings.sip_port), answer_timeout_s=5.0)
+    unit_device, unit = await _scaip_unit(store, gateway, "test-arc-scaip", "TRK-9")
     try:
         ref = "ARCRELAY1"
         outcome = await asyncio.to_thread(
@@ -280,14 +286,7 @@ async def test_a_unit_that_cancels_its_alarm_has_the_cancellation_relayed_to_the
     """SS 91100: the unit updates its open alarm (same ref) with `mty=IN`, `stc=0019`; the ARC
     that accepted the relayed alarm gets `mty=IN`, `stc=0019` under the relayed alarm's ref."""
     primary, secondary = _pair(arcs, "test-arc-cancel")
-    unit_device = await register_scaip_unit(store, did="TRK-C", assignments=[
-        {"huvudman": NO_SINK, "subject_ref": "test-arc-cancel", "legal_basis": "SoL",
-         "kinds": ["alarm"], "valid_from": "2026-01-01T00:00:00+00:00",
-         "alarm_route": "test-arc-cancel"}])
-    await gateway.knows(unit_device)
-    cid = unit_device.id.split(":")[1]
-    unit = ScaipUnit(UnitSpec("gps_alarm", cid, "TRK-C"),
-                     ("127.0.0.1", gateway.settings.sip_port), answer_timeout_s=5.0)
+    unit_device, unit = await _scaip_unit(store, gateway, "test-arc-cancel", "TRK-C")
     try:
         pressed = await asyncio.to_thread(unit.send, unit.mrq("CANCELME1", stc=scaip.STC_MANUAL),
                                           ref="CANCELME1")
