@@ -425,6 +425,10 @@ from gateway import cli_delivery  # noqa: E402
 
 cli_delivery.install(app)
 
+from gateway import cli_arc  # noqa: E402
+
+cli_arc.install(app)
+
 from gateway.node import cli as node_cli  # noqa: E402
 
 node_cli.install(app)

@@ -241,3 +241,41 @@ async def test_a_connection_that_answers_nothing_is_replaced_for_the_next_alarm(
     second = _send(forwarder, spec, _alarm("T-TCP-MUTE-2"))
     assert await wait_until(lambda: _answers(backup, second) == [("UDP", Snu.OK)], 3)
     assert mute.connections == 2
+
+
+async def test_arc_check_shows_each_centres_answer_and_fails_on_a_silent_one(
+        centres: list[ScaipArc], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gateway arc check`: what an operator runs before telling a centre the gateway is ready."""
+    from rich.console import Console
+    from typer.testing import CliRunner, Result
+
+    from gateway import cli
+    from gateway.cli import app
+
+    strict = await _centre(centres, digest=("gateway-vgr", "check-secret"))
+    mute = await _centre(centres, "drop")
+    (tmp_path / "arc.secret").write_text("check-secret\n")
+    sinks = tmp_path / "sinks.toml"
+    sinks.write_text(
+        '[[arc]]\nreceiver = "larm-check"\ncid = "4600000001"\nanswer_timeout_s = 1\n'
+        f'primary = "tcp://127.0.0.1:{strict.tcp_port}"\n'
+        f'secondary = "udp://127.0.0.1:{mute.udp_port}"\n'
+        'auth_user = "gateway-vgr"\nauth_password_file = "arc.secret"\n')
+    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+
+    async def run(*args: str) -> Result:  # the command runs its own event loop
+        return await asyncio.to_thread(CliRunner().invoke, app, list(args),
+                                       env={"SINKS_FILE": str(sinks)})
+
+    checked = await run("arc", "check")
+    assert checked.exit_code == 1, checked.output  # the secondary said nothing
+    lines = checked.output.splitlines()
+    assert any("primary" in line and "ok, asks for a heartbeat every 10 min" in line
+               for line in lines), checked.output
+    assert any("secondary" in line and "no answer" in line for line in lines)
+    assert "check-secret" not in checked.output
+    assert strict.challenges == 1  # Digest answered
+    assert (await run("arc", "check", "no-such-route")).exit_code == 2
+    did = await run("arc", "did", "a-device-id-longer-than-sixteen")
+    assert did.exit_code == 0 and did.output.strip().startswith("D")
+    assert len(did.output.strip()) == 16

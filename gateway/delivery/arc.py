@@ -45,7 +45,7 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -104,18 +104,7 @@ class ArcForwarder:
         self._store = store
         self._specs = dict(specs)
         self._opener = opener
-        self.client = client or ScaipClient()
-        for spec in self._specs.values():
-            context = spec.tls_context()
-            if context is not None:
-                self.client.use_tls(context, *(address for _, address in spec.targets
-                                               if address.transport == "tls"))
-            if spec.auth_user is not None:
-                password = (passwords or {}).get(spec.receiver)
-                if password is None:
-                    raise ValueError(f"no Digest password for {spec.receiver}'s auth_user")
-                self.client.use_digest(spec.auth_user, password,
-                                       *(address for _, address in spec.targets))
+        self.client = configure(client or ScaipClient(), self._specs.values(), passwords)
         self.lease_s = lease_s
         self._poll_s = poll_s
         self._heartbeats = heartbeats
@@ -401,9 +390,9 @@ class ArcForwarder:
     async def _heartbeat_loop(self, spec: ArcSpec, which: str, address: ArcAddress) -> None:
         interval = DEFAULT_HEARTBEAT_MIN * 60.0
         while not self._stopping.is_set():
-            ref = "".join(secrets.choice(_REF_CHARS) for _ in range(12))
-            answer = await self.client.request(address, ping_mrq(ref, gateway_cid=spec.cid),
-                                               ref, timeout_s=spec.answer_timeout_s)
+            ref, mrq = ping(spec)
+            answer = await self.client.request(address, mrq, ref,
+                                               timeout_s=spec.answer_timeout_s)
             up = answer.mrs is not None and answer.mrs.snu == Snu.OK
             if answer.mrs is not None and answer.mrs.hbi is not None:
                 interval = answer.mrs.hbi * 60.0
@@ -416,6 +405,30 @@ class ArcForwarder:
             self.up[key] = up
             metrics.ARC_UP.labels(spec.receiver, which).set(1 if up else 0)
             await asyncio.sleep(interval if up else min(interval, HEARTBEAT_RETRY_S))
+
+
+def configure(client: ScaipClient, specs: Iterable[ArcSpec],
+              passwords: Mapping[str, str] | None) -> ScaipClient:
+    """Give `client` each centre's TLS context and Digest credentials (`passwords` by
+    receiver, for the entries with `auth_user`)."""
+    for spec in specs:
+        context = spec.tls_context()
+        if context is not None:
+            client.use_tls(context, *(address for _, address in spec.targets
+                                      if address.transport == "tls"))
+        if spec.auth_user is not None:
+            password = (passwords or {}).get(spec.receiver)
+            if password is None:
+                raise ValueError(f"no Digest password for {spec.receiver}'s auth_user")
+            client.use_digest(spec.auth_user, password,
+                              *(address for _, address in spec.targets))
+    return client
+
+
+def ping(spec: ArcSpec) -> tuple[str, bytes]:
+    """A heartbeat to this centre: a fresh ref and the `<mrq>`."""
+    ref = "".join(secrets.choice(_REF_CHARS) for _ in range(12))
+    return ref, ping_mrq(ref, gateway_cid=spec.cid)
 
 
 def _outcome(answer: Answer) -> tuple[str, int | None]:
