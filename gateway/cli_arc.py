@@ -89,7 +89,9 @@ def _said(answer: Answer) -> str:
     if answer.sip_status is not None and answer.sip_status >= 300:
         return f"SIP {answer.sip_status}" + (" (credentials refused or missing)"
                                               if answer.sip_status in (401, 407) else "")
-    return "no answer (see the log line above for a connection or certificate failure)"
+    if answer.failure is not None:
+        return f"not sent: {answer.failure}"
+    return "no answer"
 
 
 @arc_app.command("did")

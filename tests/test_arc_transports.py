@@ -260,7 +260,9 @@ async def test_arc_check_shows_each_centres_answer_and_fails_on_a_silent_one(
         '[[arc]]\nreceiver = "larm-check"\ncid = "4600000001"\nanswer_timeout_s = 1\n'
         f'primary = "tcp://127.0.0.1:{strict.tcp_port}"\n'
         f'secondary = "udp://127.0.0.1:{mute.udp_port}"\n'
-        'auth_user = "gateway-vgr"\nauth_password_file = "arc.secret"\n')
+        'auth_user = "gateway-vgr"\nauth_password_file = "arc.secret"\n\n'
+        '[[arc]]\nreceiver = "larm-closed"\ncid = "4600000001"\nanswer_timeout_s = 1\n'
+        f'primary = "tcp://127.0.0.1:{free_port()}"\n')
     monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
 
     async def run(*args: str) -> Result:  # the command runs its own event loop
@@ -273,6 +275,8 @@ async def test_arc_check_shows_each_centres_answer_and_fails_on_a_silent_one(
     assert any("primary" in line and "ok, asks for a heartbeat every 10 min" in line
                for line in lines), checked.output
     assert any("secondary" in line and "no answer" in line for line in lines)
+    assert any("larm-closed" in line and "not sent: ConnectionRefusedError" in line
+               for line in lines), checked.output
     assert "check-secret" not in checked.output
     assert strict.challenges == 1  # Digest answered
     assert (await run("arc", "check", "no-such-route")).exit_code == 2

@@ -46,6 +46,9 @@ class Answer:
     mrs: ScaipResponse | None
     sip_status: int | None  # the hop's final status; None when the hop was never answered
     elapsed_s: float
+    # Why nothing could be sent: the error's class (a name that could not be resolved, a
+    # connection refused, a certificate not trusted), never its text.
+    failure: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -127,6 +130,7 @@ class ScaipClient:
         self._connecting: dict[ArcAddress, asyncio.Lock] = {}
         self._resolved: dict[ArcAddress, tuple[ArcAddress, float]] = {}  # -> (IP, until)
         self._credentials: dict[ArcAddress, tuple[str, str]] = {}
+        self._failures: dict[ArcAddress, str] = {}  # the last reason nothing could be sent
         self._challenges: dict[ArcAddress, _Challenge] = {}
         self._family = socket.AF_INET
 
@@ -174,7 +178,8 @@ class ScaipClient:
             # The <mrs> comes from the ARC's IP address: a name must be resolved to match it.
             resolved = await self._resolve(target)
             if resolved is None:
-                return Answer(None, None, time.monotonic() - started)
+                return Answer(None, None, time.monotonic() - started,
+                              self._failures.get(target))
             target = resolved
         key = (ref, target)
         answer = self._answers.get(key)
@@ -198,7 +203,8 @@ class ScaipClient:
                 else:
                     stream = await self._stream(target, left)
                     if stream is None:  # refused, unreachable or not trusted: known now
-                        return Answer(None, None, time.monotonic() - started)
+                        return Answer(None, None, time.monotonic() - started,
+                                      self._failures.get(target))
                     response = await self._transact_stream(
                         request, stream, hop, timeout_s - (time.monotonic() - started))
                 status = None if response is None else response.status
@@ -269,6 +275,7 @@ class ScaipClient:
                 target.host, target.port, type=socket.SOCK_DGRAM)
         except OSError as err:
             log.warning("arc_address_unresolved", arc=str(target), error=type(err).__name__)
+            self._failures[target] = type(err).__name__
             return None
         # The family our socket speaks first; then any.
         family = self._family
@@ -341,6 +348,7 @@ class ScaipClient:
             context = self._tls.get(target) if target.transport == "tls" else None
             if target.transport == "tls" and context is None:
                 log.error("arc_tls_not_configured", arc=str(target))
+                self._failures[target] = "no TLS configuration"
                 return None
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(
@@ -349,6 +357,7 @@ class ScaipClient:
             except (OSError, ssl.SSLError, TimeoutError) as err:
                 # The class only: a certificate error's text is the ARC's, not ours to log.
                 log.warning("arc_connect_failed", arc=str(target), error=type(err).__name__)
+                self._failures[target] = type(err).__name__
                 return None
             _keep_alive(writer.get_extra_info("socket"))
             stream = _Stream(target, reader, writer)
