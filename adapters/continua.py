@@ -19,7 +19,7 @@ Mapping, per OBX row in message order:
 * Device rows (OBX-3 a device profile such as 528399, or OBX-11 `X`) register the EUI-64 in
   OBX-18 for their MDS (first number of OBX-4) within the OBR group.
 * NM rows become readings: MDC code from OBX-3, value OBX-5, unit OBX-6 (MDC unit code via
-  gateway/codes.py MDC_UNITS, or UCUM) converted to the canonical unit. The device is OBX-18 if
+  adapters/codes.py MDC_UNITS, or UCUM) converted to the canonical unit. The device is OBX-18 if
   set, else the device row of the same MDS, else the group's last device row, else the EUI-64 in
   MSH-3. BP components 150021/150022/150023 of one device and time make one 150020 Reading.
 * Time is OBX-14 when set, else OBR-7 of the enclosing OBR. A time without offset takes MSH-7's
@@ -48,11 +48,10 @@ from hl7apy.consts import VALIDATION_LEVEL  # type: ignore[import-untyped]
 from hl7apy.exceptions import UnsupportedVersion  # type: ignore[import-untyped]
 from hl7apy.parser import parse_message as _hl7apy_parse  # type: ignore[import-untyped]
 
-from adapters import plausibility, units
+from adapters import codes, plausibility, units
 from adapters.errors import AdapterError, Parsed, Rejection
+from adapters.events import Event, Flag, Quantity, Reading, event_id, utc
 from adapters.text import ascii_digits
-from gateway import codes
-from gateway.model import Event, Flag, Quantity, Reading, event_id, utc
 
 SOURCE = "pcd-01"
 PCD_NAMESPACE: Final = "urn:ihe:pcd:dec:2010"
@@ -73,7 +72,7 @@ _MEASURED_STATUSES = frozenset({"", "R", "F", "C"})
 _BP_PARTS = (codes.BP_SYSTOLIC, codes.BP_DIASTOLIC, codes.BP_MEAN)
 _BP_CODES = frozenset(p.code for p in _BP_PARTS)
 # MDC reference ids of the units in codes.MDC_UNITS, for OBX-6 on the way out. Belongs in
-# gateway/codes.py (see the adapter report); kept here until it is there.
+# adapters/codes.py (see the adapter report); kept here until it is there.
 _UNIT_REF_IDS: Final[Mapping[int, str]] = {
     263875: "MDC_DIM_KILO_G", 263904: "MDC_DIM_LB", 266016: "MDC_DIM_MMHG",
     265987: "MDC_DIM_KILO_PASCAL", 262688: "MDC_DIM_PERCENT", 264864: "MDC_DIM_BEAT_PER_MIN",

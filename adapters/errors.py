@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from gateway.model import Event
+from adapters.events import Event
 
 
 class AdapterError(ValueError):

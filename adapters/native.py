@@ -19,12 +19,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from adapters import plausibility, units
+from adapters import codes, plausibility, units
 from adapters.errors import AdapterError, Parsed, Rejection
-from adapters.json_errors import DECODE_ERRORS, explain
-from adapters.plausibility import to_utc
-from gateway import codes
-from gateway.model import (
+from adapters.events import (
     Alarm,
     AlarmType,
     DeviceStatus,
@@ -35,6 +32,8 @@ from gateway.model import (
     Reading,
     event_id,
 )
+from adapters.json_errors import DECODE_ERRORS, explain
+from adapters.plausibility import to_utc
 
 SOURCE = "native"
 MAX_ITEMS = 1000

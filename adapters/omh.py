@@ -44,10 +44,9 @@ from typing import Any, Final
 
 import msgspec
 
-from adapters import plausibility, units
+from adapters import codes, plausibility, units
 from adapters.errors import AdapterError, Parsed
-from gateway import codes
-from gateway.model import Event, Flag, Position, PositionFix, Quantity, Reading, event_id, utc
+from adapters.events import Event, Flag, Position, PositionFix, Quantity, Reading, event_id, utc
 
 SOURCE = "omh"
 NAMESPACE = "omh"

@@ -4,7 +4,7 @@ A Continua gateway (PHG: a hub or phone app) uploads what its personal health de
 cuff, oximeter, scale, thermometer) measured. Accepted payloads: a transaction (or batch) Bundle,
 or a single Observation, Device or Patient resource.
 
-Mapping (MDC codes from gateway/codes.py):
+Mapping (MDC codes from adapters/codes.py):
 
 | Observation code | becomes |
 |---|---|
@@ -53,11 +53,10 @@ from typing import Any, Final
 
 import msgspec
 
-from adapters import plausibility, units
+from adapters import codes, plausibility, units
 from adapters.errors import AdapterError, Parsed, Rejection
+from adapters.events import DeviceStatus, Event, Flag, Quantity, Reading, event_id, utc
 from adapters.text import ascii_digits
-from gateway import codes
-from gateway.model import DeviceStatus, Event, Flag, Quantity, Reading, event_id, utc
 
 SOURCE = "phd-fhir"
 MAX_ENTRIES = 1000
@@ -74,7 +73,7 @@ CTS_EXTENSION: Final = "http://hl7.org/fhir/uv/phd/StructureDefinition/Coinciden
 
 # Coincident time-stamp codes: absolute, base-offset, relative and hi-res relative time.
 TIME_CODES: Final = frozenset({67975, 68226, 67983, 68072})
-# MDC_ATTR_VAL_BATT_CHARGE. Not in gateway/codes.py (it is a device attribute, not a metric).
+# MDC_ATTR_VAL_BATT_CHARGE. Not in adapters/codes.py (it is a device attribute, not a metric).
 BATTERY_CHARGE: Final = 67996
 
 CREATED: Final = "201 Created"

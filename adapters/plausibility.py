@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+from adapters import codes
 from adapters.errors import AdapterError
-from gateway import codes
-from gateway.model import utc
+from adapters.events import utc
 
 # Canonical-unit ranges, inclusive.
 RANGES: dict[int, tuple[float, float]] = {

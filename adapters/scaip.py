@@ -47,9 +47,9 @@ from xml.sax.saxutils import escape
 from defusedxml import ElementTree as SafeET  # type: ignore[import-untyped]
 
 from adapters import plausibility
+from adapters.codes import Kind
 from adapters.errors import AdapterError, Parsed, Rejection
-from gateway.codes import Kind
-from gateway.model import (
+from adapters.events import (
     Alarm,
     AlarmType,
     DeviceEvent,
@@ -174,7 +174,7 @@ def parse_mrq(data: bytes, *, received_at: datetime,
 
     `medication_alarms`: a "pill not taken" (stc 0081) becomes an Alarm (DOSE_MISSED) rather
     than a MEDICATION DeviceEvent; ingest decides by the assignment valid at the measurement
-    time (gateway/dose_alarms.py).
+    time (gateway/ingest/dose_alarms.py).
     Raises ScaipError (an AdapterError) only.
     """
     try:

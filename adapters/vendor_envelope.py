@@ -19,8 +19,8 @@ import msgspec
 
 from adapters import plausibility
 from adapters.errors import AdapterError, Parsed
+from adapters.events import DeviceStatus, Event, Flag, event_id
 from adapters.json_errors import DECODE_ERRORS, explain
-from gateway.model import DeviceStatus, Event, Flag, event_id
 
 VERSION = 1
 MAX_BYTES = 256 * 1024

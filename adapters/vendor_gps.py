@@ -36,10 +36,9 @@ from typing import Any
 import msgspec
 
 from adapters import plausibility
+from adapters.codes import Kind
 from adapters.errors import AdapterError, Parsed
-from adapters.json_errors import DECODE_ERRORS, explain
-from gateway.codes import Kind
-from gateway.model import (
+from adapters.events import (
     Alarm,
     AlarmType,
     DeviceEvent,
@@ -50,6 +49,7 @@ from gateway.model import (
     event_id,
     utc,
 )
+from adapters.json_errors import DECODE_ERRORS, explain
 
 SOURCE = "vendor_gps"
 MAX_BYTES = 256 * 1024

@@ -39,10 +39,10 @@ from typing import Annotated
 import msgspec
 
 from adapters import vendor_envelope
+from adapters.codes import Kind
 from adapters.errors import AdapterError, Parsed
+from adapters.events import Alarm, AlarmType, DeviceEvent, Event, event_id
 from adapters.vendor_envelope import AwareTime, Seq
-from gateway.codes import Kind
-from gateway.model import Alarm, AlarmType, DeviceEvent, Event, event_id
 
 SOURCE = "vendor_medicine"
 # The time argument of not-taken ids: fixed, because the slot, not the report time, is the
@@ -88,7 +88,8 @@ def parse(payload: bytes, *, device_id: str, received_at: datetime,
 
     `medication_alarms`: a `dose_not_taken` becomes an Alarm (DOSE_MISSED). Ingest parses with
     False and parses again with True only for events whose assignment at their measurement
-    time has `dose_alarm` (gateway/dose_alarms.py): a missed dose is an alarm for some people.
+    time has `dose_alarm` (gateway/ingest/dose_alarms.py): a missed dose is an alarm for some
+    people.
     """
 
     def mapper(item: MedicineEvent, dev: str, rx: datetime) -> list[Event]:

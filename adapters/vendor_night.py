@@ -34,10 +34,10 @@ from typing import Annotated
 import msgspec
 
 from adapters import vendor_envelope
+from adapters.codes import Kind
 from adapters.errors import Parsed
+from adapters.events import Alarm, AlarmType, DeviceEvent, DeviceStatus, Event, event_id
 from adapters.vendor_envelope import AwareTime, Seq
-from gateway.codes import Kind
-from gateway.model import Alarm, AlarmType, DeviceEvent, DeviceStatus, Event, event_id
 
 SOURCE = "vendor_night"
 

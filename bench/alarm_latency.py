@@ -51,9 +51,9 @@ from bench.ingest_drain import (
     _create_session,
     _prepare_database,
 )
-from gateway import embedded
 from gateway.delivery import wire
 from gateway.delivery.scaip_alarm import ref_for
+from gateway.demo import embedded
 from simulator.receivers import RecordingReceiver
 
 HUVUDMAN = "14"

@@ -36,8 +36,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters import native
-from gateway import admin, embedded, key_admin
-from gateway.registry import token_hash
+from gateway.demo import embedded
+from gateway.ownership import key_management, registration
+from gateway.ownership.registry import token_hash
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
 
@@ -196,21 +197,21 @@ async def _prepare_database(devices: list[str], keys: Path, *,
         name = None  # type: ignore[assignment]
     await migrate(dsn)
     store = await Store.connect(dsn)
-    config = admin.read_config(ROOT / "config" / "huvudman.toml")
-    fleet = admin.ConfigFile(
-        device=[admin.DeviceSpec(id=d, type="scale", token_sha256=token_hash(d).hex())
+    config = registration.read_config(ROOT / "config" / "huvudman.toml")
+    fleet = registration.ConfigFile(
+        device=[registration.DeviceSpec(id=d, type="scale", token_sha256=token_hash(d).hex())
                 for d in devices],
-        assignment=[admin.AssignmentSpec(device=d, huvudman="14", subject_ref=f"bench-{d}",
+        assignment=[registration.AssignmentSpec(device=d, huvudman="14", subject_ref=f"bench-{d}",
                                          legal_basis="HSL", kinds=list(kinds),
                                          valid_from=datetime(2026, 1, 1, tzinfo=UTC),
                                          alarm_route=alarm_route)
                     for d in devices])
-    await admin.apply_config(store, config)
-    secret, quarantine = await key_admin.provision(store, keys, ["14"])
+    await registration.apply_config(store, config)
+    secret, quarantine = await key_management.provision(store, keys, ["14"])
     os.environ["PSEUDONYM_SECRET_FILE"] = str(secret)  # assignments seal their subjects
-    await admin.apply_config(store, fleet)
+    await registration.apply_config(store, fleet)
     await store.close()
-    relay_public, relay_private = key_admin.relay_paths(keys)
+    relay_public, relay_private = key_management.relay_paths(keys)
     return dsn, name, {"PSEUDONYM_SECRET_FILE": str(secret),
                        "QUARANTINE_PUBLIC_KEY_FILE": str(quarantine),
                        "ALARM_RELAY_PUBLIC_KEY_FILE": str(relay_public),

@@ -21,8 +21,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from adapters import native
+from adapters.events import event_id
 from bench.ingest_drain import _client
-from gateway.model import event_id
 
 ALARM_TYPE = "fall"
 

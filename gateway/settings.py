@@ -126,7 +126,8 @@ class Settings:
     supervision_battery_low_pct: float = field(
         default_factory=lambda: _float("SUPERVISION_BATTERY_LOW_PCT", 15.0))
     # Expected heartbeat interval (minutes) per device type; types not listed are unsupervised
-    # unless the device has its own `heartbeat_interval` (gateway.supervision.parse_intervals).
+    # unless the device has its own `heartbeat_interval`
+    # (gateway.ingest.supervision.parse_intervals).
     supervision_intervals_min: str = field(default_factory=lambda: os.environ.get(
         "SUPERVISION_INTERVALS_MIN",
         "gps_alarm=15,night_sensor=15,medicine_robot=60,pill_dispenser=60"))

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from adapters import native
-from gateway.admin import read_config
+from gateway.ownership.registration import read_config
 from simulator.physiology import Person
 
 

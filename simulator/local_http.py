@@ -30,7 +30,7 @@ class LocalHttp:
     async def start(self, host: str, port: int) -> int:
         """Serve on `port` (0: a free one); returns the port once it accepts connections."""
         if port == 0:
-            from gateway.embedded import free_port
+            from gateway.demo.embedded import free_port
             port = free_port()
         self._server = _Server(uvicorn.Config(self._app, host=host, port=port,
                                               log_level="warning", access_log=False,

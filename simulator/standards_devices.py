@@ -30,9 +30,8 @@ from typing import Any, Final, Protocol
 import httpx
 import msgspec
 
-from adapters import continua, phd_fhir, vendor_gps, vendor_medicine, vendor_night
-from gateway import codes
-from gateway.admin import read_config
+from adapters import codes, continua, phd_fhir, vendor_gps, vendor_medicine, vendor_night
+from gateway.ownership.registration import read_config
 from simulator.physiology import Person
 from simulator.senders import MqttDevice, Tally
 

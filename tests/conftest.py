@@ -13,20 +13,21 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from gateway import admin, embedded, key_admin
-from gateway.keyring import build_sealing
-from gateway.registry import Registry
-from gateway.sealing import Sealing
+from gateway.demo import embedded
+from gateway.ingest.sealing import Sealing
+from gateway.ownership import key_management, registration
+from gateway.ownership.keyring import build_sealing
+from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
 from simulator.arc import ScaipArc
 from simulator.receivers import RecordingReceiver
+from tests.paths import ROOT
 from tests.support import (
     ARC_TEST_RECEIVERS,
     NODE_TEST_HUVUDMAN,
@@ -40,7 +41,7 @@ from tests.support import (
 )
 
 LOCAL_PG = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-ROOT = Path(__file__).resolve().parent.parent
+
 # Set to 1 to run everything on pgserver and amqtt, as on a machine with only Python.
 FORCE_EMBEDDED = os.environ.get("TEST_FORCE_EMBEDDED") == "1"
 
@@ -112,12 +113,13 @@ async def _prepared(database_url: str,
     """The 50 huvudmän, a key pair each (public halves registered), HMC's quarantine key and
     the pseudonym secret, which every path that creates an assignment needs."""
     s = await Store.connect(database_url)
-    config = admin.read_config(ROOT / "config" / "huvudman.toml")
-    await admin.apply_config(s, config)
+    config = registration.read_config(ROOT / "config" / "huvudman.toml")
+    await registration.apply_config(s, config)
     folder = tmp_path_factory.mktemp("keys")
-    secret, quarantine = await key_admin.provision(s, folder, [h.code for h in config.huvudman])
+    secret, quarantine = await key_management.provision(
+        s, folder, [h.code for h in config.huvudman])
     os.environ["PSEUDONYM_SECRET_FILE"] = str(secret)
-    relay_public, relay_private = key_admin.relay_paths(folder)
+    relay_public, relay_private = key_management.relay_paths(folder)
     yield s, Keys(folder / "node", secret, quarantine, relay_public, relay_private)
     await s.close()
 
@@ -153,7 +155,8 @@ def sealing(keys: Keys) -> Sealing:
 
 @pytest.fixture(scope="session")
 async def receiver() -> AsyncIterator[RecordingReceiver]:
-    """The recording webhook receiver the test gateway delivers to (tests/test_delivery.py)."""
+    """The recording webhook receiver the test gateway delivers to
+    (tests/delivery/test_delivery.py)."""
     recording = RecordingReceiver()
     await recording.start()
     yield recording
@@ -162,7 +165,8 @@ async def receiver() -> AsyncIterator[RecordingReceiver]:
 
 @pytest.fixture(scope="session")
 def node_endpoint(tmp_path_factory: pytest.TempPathFactory) -> NodeEndpoint:
-    """The sink of NODE_TEST_HUVUDMAN: a huvudman node tests/test_node.py starts on this port."""
+    """The sink of NODE_TEST_HUVUDMAN: a huvudman node tests/node/test_node.py starts on this
+    port."""
     secret = tmp_path_factory.mktemp("node") / "webhook.secret"
     secret.write_text(f"test-node-secret-{uuid.uuid4().hex}")
     return NodeEndpoint(NODE_TEST_HUVUDMAN, embedded.free_port(), secret)
@@ -189,7 +193,7 @@ async def gateway(database_url: str, broker: embedded.Service, store: Store, key
                   arcs: dict[str, tuple[ScaipArc, ScaipArc]],
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningGateway]:
     """Ingest running in the test's event loop, against the real database and broker."""
-    from gateway.runtime import Runtime, serve
+    from gateway.roles.ingest import Runtime, serve
 
     port = embedded.free_port()
     settings = dataclasses.replace(

@@ -24,9 +24,9 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters import native
-from gateway import admin
 from gateway.crypto import HuvudmanPrivateKey, load_private_key
-from gateway.registry import token_hash
+from gateway.ownership import registration
+from gateway.ownership.registry import token_hash
 from gateway.settings import Settings
 from gateway.store.connector import Store
 
@@ -60,12 +60,12 @@ async def register_device(store: Store, device_type: str = "scale",
     """A fresh device (unique id per test, so tests never see each other's data)."""
     device = FakeDevice(f"T-{device_type[:5].upper()}-{uuid.uuid4().hex[:10]}",
                         f"test-token-{uuid.uuid4().hex}")
-    config = admin.ConfigFile(
-        device=[admin.DeviceSpec(id=device.id, type=device_type,
+    config = registration.ConfigFile(
+        device=[registration.DeviceSpec(id=device.id, type=device_type,
                                  token_sha256=token_hash(device.token).hex())],
-        assignment=[admin.AssignmentSpec.model_validate({"device": device.id, **a})
+        assignment=[registration.AssignmentSpec.model_validate({"device": device.id, **a})
                     for a in assignments or []])
-    await admin.apply_config(store, config)
+    await registration.apply_config(store, config)
     return device
 
 
@@ -78,11 +78,11 @@ async def register_scaip_unit(store: Store, device_type: str = "gps_alarm",
 
     cid = str(uuid.uuid4().int)[:12]
     device = FakeDevice(scaip.device_id(cid, did), "")
-    config = admin.ConfigFile(
-        device=[admin.DeviceSpec(id=device.id, type=device_type)],
-        assignment=[admin.AssignmentSpec.model_validate({"device": device.id, **a})
+    config = registration.ConfigFile(
+        device=[registration.DeviceSpec(id=device.id, type=device_type)],
+        assignment=[registration.AssignmentSpec.model_validate({"device": device.id, **a})
                     for a in assignments or []])
-    await admin.apply_config(store, config)
+    await registration.apply_config(store, config)
     return device
 
 
@@ -160,7 +160,7 @@ async def open_copies(store: Store, keys: Keys, event_id: uuid.UUID) -> dict[str
     """Every sealed copy of an event, opened as its recipient's node would, with the recipient's
     private key and the stored wrapped data key. {recipient: CopyPlaintext}."""
     from gateway.crypto import KeySuite, Opener, WrappedKey
-    from gateway.sealing import CopyPlaintext
+    from gateway.ingest.sealing import CopyPlaintext
 
     rows = await store.pool.fetch(
         "SELECT c.recipient, c.envelope, e.kind, k.huvudman, k.subject_pseudonym, k.epoch,"
@@ -180,19 +180,19 @@ async def open_copies(store: Store, keys: Keys, event_id: uuid.UUID) -> dict[str
     return opened
 
 
-# Huvudmän whose deliveries tests/test_delivery.py watches: each test has its own, and only
+# Huvudmän whose deliveries tests/delivery/test_delivery.py watches: each test has its own, and only
 # these have a sink, so other tests' deliveries stay pending as before.
 DELIVERY_TEST_HUVUDMAN = ("1440", "1441", "1442", "1443", "1444", "1445", "1452")
 
 
-# The huvudman tests/test_node.py runs a real node for (gateway/node/): no other test uses it.
+# The huvudman tests/node/test_node.py runs a real node for (gateway/node/): no other test uses it.
 NODE_TEST_HUVUDMAN = "1446"
 
 
 @dataclasses.dataclass(frozen=True)
 class NodeEndpoint:
     """Where the test gateway delivers NODE_TEST_HUVUDMAN's items: a port reserved before the
-    gateway starts, on which tests/test_node.py starts the node, and the shared secret."""
+    gateway starts, on which tests/node/test_node.py starts the node, and the shared secret."""
 
     huvudman: str
     port: int
@@ -203,8 +203,8 @@ class NodeEndpoint:
         return f"http://127.0.0.1:{self.port}/v1/deliveries"
 
 
-# Alarm centres of the test gateway (tests/test_arc_forwarding.py): each receiver name gets a
-# simulated primary and secondary ARC (simulator/arc.py), with short timings.
+# Alarm centres of the test gateway (tests/delivery/test_arc_forwarding.py): each receiver name
+# gets a simulated primary and secondary ARC (simulator/arc.py), with short timings.
 ARC_TEST_RECEIVERS = ("test-arc-ok", "test-arc-hold", "test-arc-busy", "test-arc-silent",
                       "test-arc-recover", "test-arc-scaip", "test-arc-cancel")
 ARC_TEST_TIMING = {"answer_timeout_s": 1.0, "accept_within_s": 3.0,

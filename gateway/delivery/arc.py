@@ -53,15 +53,16 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from adapters.events import Alarm, DeviceEvent, Event
 from adapters.scaip import Snu
-from gateway import audit, metrics
 from gateway.crypto import CryptoError, KeySuite, Opener, WrappedKey
 from gateway.delivery.arc_config import ArcAddress, ArcSpec
 from gateway.delivery.scaip_alarm import alarm_mrq, cancel_mrq, ping_mrq, ref_for, reset_mrq
 from gateway.delivery.scaip_client import Answer, ScaipClient
-from gateway.logs import get as get_logger
-from gateway.model import Alarm, DeviceEvent, Event
-from gateway.sealing import BatchRows, DeliveryRow, RelayPlaintext
+from gateway.ingest.sealing import BatchRows, DeliveryRow, RelayPlaintext
+from gateway.observability import metrics
+from gateway.observability.logs import get as get_logger
+from gateway.ownership import audit
 from gateway.store.connector import Store
 
 log = get_logger("arc")

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from gateway import metrics
 from gateway.delivery.outbox import Claimed, Outbox, Settlement, backoff
 from gateway.delivery.sinks import Breaker, ItemResult, Outcome, Sink, destination
-from gateway.logs import get as get_logger
+from gateway.observability import metrics
+from gateway.observability.logs import get as get_logger
 from gateway.store.connector import Store
 
 log = get_logger("delivery")

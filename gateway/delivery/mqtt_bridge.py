@@ -51,7 +51,7 @@ from gateway.delivery.sinks import (
     safe_reason,
 )
 from gateway.delivery.tls import client_context
-from gateway.logs import get as get_logger
+from gateway.observability.logs import get as get_logger
 
 log = get_logger("delivery")
 

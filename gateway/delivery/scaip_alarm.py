@@ -21,8 +21,8 @@ import re
 import uuid
 
 from adapters import scaip
+from adapters.events import Alarm, AlarmType
 from adapters.scaip import Mty
-from gateway.model import Alarm, AlarmType
 
 # (dty, stc, lco) per alarm type. stc 0009 "automatic alarm" where the device type says what
 # happened; explicit status codes of SS 91100 Annex C where one exists.

@@ -30,7 +30,7 @@ from adapters.errors import AdapterError
 from adapters.scaip import ScaipResponse
 from adapters.sip import SipMessage
 from gateway.delivery.arc_config import ArcAddress
-from gateway.logs import get as get_logger
+from gateway.observability.logs import get as get_logger
 
 log = get_logger("scaip_client")
 SCAIP_MEDIA_TYPE = "application/scaip+xml"

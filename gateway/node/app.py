@@ -22,12 +22,12 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import logs
 from gateway.delivery import wire
-from gateway.http_body import read_limited
 from gateway.node import metrics
 from gateway.node.opening import ItemOpener, Opened, Refused
 from gateway.node.storage import NodeStore
+from gateway.observability import logs
+from gateway.transports.http.body import read_limited
 
 log = logs.get("gateway.node")
 

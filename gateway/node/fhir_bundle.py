@@ -9,7 +9,7 @@ The shape follows the HL7 PHD IG (the examples in ../shared/conformance/phd-fhir
 i.e. have a LOINC code) and `phd`, `code` with the MDC coding (ref id as display) and LOINC where
 known, `valueQuantity` in UCUM, or one component per value for compound readings (blood
 pressure), `effectiveDateTime` = the measurement time, `issued` = when the gateway received it.
-Codes, ref ids, LOINC and units come from gateway/codes.py and the systems from
+Codes, ref ids, LOINC and units come from adapters/codes.py and the systems from
 adapters/phd_fhir.py, so the parser and this builder cannot drift apart.
 
 What the PHD IG leaves to the uploader, decided here:
@@ -43,9 +43,9 @@ from urllib.parse import quote
 
 import msgspec
 
+from adapters import codes
+from adapters.events import Event, Flag, Quantity, Reading
 from adapters.phd_fhir import EUI64_SYSTEM, LOINC_SYSTEM, MDC_SYSTEM, UCUM_SYSTEM, normalise_eui64
-from gateway import codes
-from gateway.model import Event, Flag, Quantity, Reading
 
 PERSONNUMMER_SYSTEM: Final = "urn:oid:1.2.752.129.2.1.3.1"
 SAMORDNINGSNUMMER_SYSTEM: Final = "urn:oid:1.2.752.129.2.1.3.3"

@@ -43,12 +43,12 @@ import httpx
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 
-from gateway import logs
 from gateway.delivery import retry_after
 from gateway.delivery.outbox import backoff
 from gateway.delivery.sinks import safe_reason
 from gateway.node import fhir_bundle
 from gateway.node.fhir_bundle import Identifiers, NotSent
+from gateway.observability import logs
 from gateway.store.connector import load_queries
 
 log = logs.get("gateway.node.fhir")

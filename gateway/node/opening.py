@@ -27,7 +27,7 @@ from gateway.crypto import (
 )
 from gateway.crypto.subject import open_subject
 from gateway.delivery import wire
-from gateway.sealing import CopyPlaintext
+from gateway.ingest.sealing import CopyPlaintext
 
 NOT_THIS_HUVUDMAN = "not this huvudman"
 _KEY_ID_LEN = 16  # a sealed subject reference starts with its public key's id

@@ -1,6 +1,6 @@
 """Running a node: its configuration from files, migrations at start, the app under uvicorn.
 
-`gateway node` (gateway/node/cli.py) calls `serve_node`; tests call `start_node` and stop the
+`gateway node` (gateway/cli/node.py) calls `serve_node`; tests call `start_node` and stop the
 `RunningNode` it returns, in their own event loop.
 """
 
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway import logs
 from gateway.crypto import HuvudmanPrivateKey, KeyFormatError, load_private_key
 from gateway.node.app import Receiver, create_app
 from gateway.node.fhir_forward import FhirConfig, FhirForwarder
 from gateway.node.opening import ItemOpener
 from gateway.node.storage import NodeStore, migrate_node
+from gateway.observability import logs
 
 log = logs.get("gateway.node")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # a 500-item batch is well under 2 MiB

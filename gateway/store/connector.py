@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.sealing import BatchRows
+from gateway.ingest.sealing import BatchRows
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
 

@@ -30,12 +30,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from adapters.errors import Rejection
+from adapters.events import Alarm
 from adapters.native import rejection_document
-from gateway import ingest, metrics
-from gateway.logs import get as get_logger
-from gateway.model import Alarm
-from gateway.pipeline import Outcome, Pipeline
-from gateway.registry import Registry
+from gateway.ingest import decoding
+from gateway.ingest.pipeline import Outcome, Pipeline
+from gateway.observability import metrics
+from gateway.observability.logs import get as get_logger
+from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 
 log = get_logger("mqtt")
@@ -85,7 +86,7 @@ class MqttIngest:
         # another thread costs a syscall (10-13 % of CPU when done per message), so under load
         # the loop polls the mailbox every DRAIN_INTERVAL_S instead, and paho's thread wakes it
         # only when the poller has stopped (idle) or a message carries an alarm.
-        self._mailbox: list[tuple[int, int, ingest.Decoded, float]] = []
+        self._mailbox: list[tuple[int, int, decoding.Decoded, float]] = []
         self._mailbox_lock = threading.Lock()
         self._polling = False
         self._connected_gauge = metrics.MQTT_CONNECTED if channel == "up" \
@@ -134,18 +135,18 @@ class MqttIngest:
         received_at = datetime.now(UTC)
         parts = msg.topic.split("/")
         if len(parts) != 4 or parts[0] != self._prefix or parts[2] != self.channel:
-            decoded = ingest.Decoded([], [Rejection(
+            decoded = decoding.Decoded([], [Rejection(
                 "topic", f"expected devices/{{id}}/{self.channel}/{{format}}")])
             device_id = None
         elif len(msg.payload) > self._settings.mqtt_max_payload_bytes:
             device_id = parts[1]
-            decoded = ingest.Decoded([], [Rejection(
+            decoded = decoding.Decoded([], [Rejection(
                 "$", f"payload larger than {self._settings.mqtt_max_payload_bytes} bytes")])
             self._received.inc()
             metrics.REJECTED.labels(TRANSPORT, "size").inc()
         else:
             device_id = parts[1]
-            decoded = ingest.decode(self._registry, TRANSPORT, device_id, parts[3],
+            decoded = decoding.decode(self._registry, TRANSPORT, device_id, parts[3],
                                     bytes(msg.payload), received_at)
         if decoded.rejections and device_id is not None:
             # publish() is thread-safe in paho; QoS 1 so a connected device does get it.
@@ -177,7 +178,7 @@ class MqttIngest:
         self._submit(batch)
         self._loop.call_later(DRAIN_INTERVAL_S, self._poll)
 
-    def _submit(self, batch: list[tuple[int, int, ingest.Decoded, float]]) -> None:
+    def _submit(self, batch: list[tuple[int, int, decoding.Decoded, float]]) -> None:
         for mid, qos, decoded, started in batch:
             self._pipeline.submit(decoded.events, self._acknowledger(mid, qos, started))
 

@@ -65,12 +65,14 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from adapters import scaip, sip
+from adapters.events import Alarm, encode
 from adapters.scaip import ScaipError, ScaipParsed, Snu
 from adapters.sip import SipError, SipMessage
-from gateway import dose_alarms, metrics, model
-from gateway.logs import get as get_logger
-from gateway.pipeline import Pipeline
-from gateway.registry import Registry
+from gateway.ingest import dose_alarms
+from gateway.ingest.pipeline import Pipeline
+from gateway.observability import metrics
+from gateway.observability.logs import get as get_logger
+from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 
 log = get_logger("sip")
@@ -153,7 +155,7 @@ def fingerprint(parsed: ScaipParsed, received_at: datetime) -> str:
         measured = _EPOCH if event.measured_at == received_at else event.measured_at
         neutral = msgspec.structs.replace(event, event_id=_NIL, received_at=_EPOCH,
                                           measured_at=measured)
-        digest.update(model.encode(neutral))
+        digest.update(encode(neutral))
     return digest.hexdigest()[:32]
 
 
@@ -606,7 +608,7 @@ _ELEMENTS = frozenset({"mrq", "ref", "ver", "sco", "cha", "mty", "hbo", "cid", "
 
 
 def _has_alarm(parsed: ScaipParsed) -> bool:
-    return any(isinstance(e, model.Alarm) for e in parsed.events)
+    return any(isinstance(e, Alarm) for e in parsed.events)
 
 
 def _bracket(host: str) -> str:

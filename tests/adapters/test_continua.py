@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from adapters import continua
 from adapters.errors import AdapterError
-from gateway.model import Flag, Reading, event_id
+from adapters.events import Flag, Reading, event_id
 
 RECEIVED = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
 PNR = "191212121212"  # Skatteverket's test personnummer, never a real person

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import omh
+from adapters import codes, omh
 from adapters.errors import AdapterError
-from gateway import codes
-from gateway.model import Flag, PositionFix, Reading, event_id
+from adapters.events import Flag, PositionFix, Reading, event_id
+from tests.paths import CONFORMANCE_ROOT
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "omh"
+CONFORMANCE = CONFORMANCE_ROOT / "omh"
 RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DEVICE = "omh-test-device"
 

@@ -6,7 +6,6 @@ import copy
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +14,10 @@ from hypothesis import strategies as st
 
 from adapters import phd_fhir
 from adapters.errors import AdapterError
-from gateway.model import DeviceStatus, Flag, Reading, event_id
+from adapters.events import DeviceStatus, Flag, Reading, event_id
+from tests.paths import CONFORMANCE_ROOT
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "phd-fhir"
+CONFORMANCE = CONFORMANCE_ROOT / "phd-fhir"
 RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 OXIMETER = "74E8FFFEFF051C00"
 CUFF = "711000FEFF5F49B0"

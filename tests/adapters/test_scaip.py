@@ -10,10 +10,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from adapters import scaip, sip
+from adapters.codes import Kind
 from adapters.errors import AdapterError
+from adapters.events import Alarm, AlarmType, DeviceEvent, DeviceStatus, Flag, PositionFix
 from adapters.scaip import ScaipError, Snu
-from gateway.codes import Kind
-from gateway.model import Alarm, AlarmType, DeviceEvent, DeviceStatus, Flag, PositionFix
 
 RX = datetime(2024, 5, 2, 12, 5, tzinfo=UTC)
 

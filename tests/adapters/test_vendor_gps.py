@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import vendor_gps
+from adapters.codes import Kind
 from adapters.errors import AdapterError
-from gateway.codes import Kind
-from gateway.model import Alarm, AlarmType, DeviceEvent, DeviceStatus, Flag, PositionFix
+from adapters.events import Alarm, AlarmType, DeviceEvent, DeviceStatus, Flag, PositionFix
 
 RX = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 T = datetime(2026, 11, 22, 7, 58, 30, tzinfo=UTC)

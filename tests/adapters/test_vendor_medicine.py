@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import vendor_medicine as med
+from adapters.codes import Kind
 from adapters.errors import AdapterError
-from gateway.codes import Kind
-from gateway.model import Alarm, AlarmType, DeviceEvent, DeviceStatus
+from adapters.events import Alarm, AlarmType, DeviceEvent, DeviceStatus
 
 RX = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 DEV = "med-0007"

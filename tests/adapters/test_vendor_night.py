@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import vendor_night
+from adapters.codes import Kind
 from adapters.errors import AdapterError
-from gateway.codes import Kind
-from gateway.model import Alarm, AlarmType, DeviceEvent, DeviceStatus, Flag
+from adapters.events import Alarm, AlarmType, DeviceEvent, DeviceStatus, Flag
 
 RX = datetime(2026, 11, 22, 1, 40, tzinfo=UTC)
 DEV = "night-0042"

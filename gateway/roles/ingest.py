@@ -1,0 +1,227 @@
+"""The ingest role as one running process: store, registry, pipeline, MQTT and HTTP together.
+
+Start-up order matters for "ack after commit": the pipeline runs before any transport accepts a
+message; shutdown stops the transports' intake, lets the pipeline commit and ack what it holds,
+and only then disconnects from the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import uvicorn
+
+from gateway.delivery.arc import ArcForwarder
+from gateway.delivery.dispatcher import Dispatcher
+from gateway.delivery.scaip_client import ScaipClient
+from gateway.delivery.sinks import arc_password, build_sinks, read_arcs
+from gateway.ingest.pipeline import Pipeline
+from gateway.ingest.supervision import Supervisor
+from gateway.observability.logs import get as get_logger
+from gateway.ownership import erasure
+from gateway.ownership.keyring import build_sealing, relay_opener
+from gateway.ownership.registry import Registry
+from gateway.settings import Settings
+from gateway.store.connector import Store
+from gateway.transports.http.app import create_app
+from gateway.transports.mqtt_ingest import CHANNELS, MqttIngest
+from gateway.transports.sip_listener import SipListener
+
+log = get_logger("runtime")
+
+MAINTENANCE_INTERVAL_S = 3600
+STALL_LIMIT_S = 10.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    registry: Registry = field(default_factory=Registry)
+    pipeline: Pipeline | None = None
+    mqtt: MqttIngest | None = None
+    mqtt_alarm: MqttIngest | None = None
+    sip: SipListener | None = None
+    dispatcher: Dispatcher | None = None
+    supervisor: Supervisor | None = None
+    arc: ArcForwarder | None = None
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {
+            "database": await self.store.ping(),
+            "registry": self.registry.version > 0,
+            "commits": self.pipeline is not None and (
+                self.pipeline.stalled_since is None
+                or time.monotonic() - self.pipeline.stalled_since < STALL_LIMIT_S),
+        }
+        if self.mqtt is not None:
+            checks["mqtt"] = self.mqtt.connected.is_set()
+        if self.mqtt_alarm is not None:
+            checks["mqtt_alarm"] = self.mqtt_alarm.connected.is_set()
+        return checks
+
+
+async def serve(settings: Settings, *, install_signals: bool = True,
+                started: asyncio.Future[Runtime] | None = None,
+                stop_event: asyncio.Event | None = None) -> None:
+    """Run ingest until SIGINT/SIGTERM or until `stop_event` is set."""
+    assert settings.database_url is not None
+    sys.setswitchinterval(settings.gil_switch_interval_s)
+    store = await Store.connect(settings.database_url, max_size=6,
+                                application_name="gateway-ingest")
+    rt = Runtime(settings, store, stop_event=stop_event or asyncio.Event())
+    delivery_store: Store | None = None
+    arc_store: Store | None = None
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, rt.stop_event.set)
+    try:
+        await store.ensure_partitions()
+        await rt.registry.reload(store)
+        arcs = read_arcs(settings.sinks_file) if settings.delivery_enabled else {}
+        if arcs:  # docs/delivery.md, "Alarm centres"
+            arc_store = await Store.connect(settings.database_url, max_size=2,
+                                            application_name="gateway-arc")
+            rt.arc = ArcForwarder(
+                arc_store, arcs, opener=relay_opener(settings),
+                client=ScaipClient(settings.arc_sip_host, settings.arc_sip_port),
+                lease_s=settings.arc_lease_s,
+                passwords={receiver: password for receiver, spec in arcs.items()
+                           if (password := arc_password(settings.sinks_file, receiver, spec))})
+        sealing = build_sealing(settings, rt.registry,
+                                arc_receivers=frozenset(arcs) if rt.arc else frozenset(),
+                                arc_lease_s=settings.arc_lease_s if rt.arc else 0.0)
+
+        async def registry_changed() -> None:
+            await rt.registry.reload(store)
+            sealing.replace_public_keys(rt.registry.snapshot.public_keys)
+
+        if settings.delivery_enabled:  # its own connections: never queued behind ingest's
+            sinks = build_sinks(settings.sinks_file)
+            delivery_store = await Store.connect(settings.database_url, max_size=4,
+                                                 application_name="gateway-delivery")
+            rt.dispatcher = Dispatcher(
+                delivery_store, sinks, max_attempts=settings.delivery_max_attempts,
+                backoff_base_s=settings.delivery_backoff_base_s,
+                breaker_open_s=settings.delivery_breaker_open_s)
+        if settings.supervision_enabled:  # docs/supervision.md
+            rt.supervisor = Supervisor(store, rt.registry, settings)
+            await rt.supervisor.load()
+        rt.pipeline = Pipeline(store, sealing, max_events=settings.batch_max_events,
+                               max_wait_s=settings.batch_max_wait_s,
+                               on_committed=rt.dispatcher.wake if rt.dispatcher else None,
+                               on_batch=rt.supervisor.observe if rt.supervisor else None,
+                               on_stored=rt.arc.stored if rt.arc else None)
+        if rt.supervisor is not None:
+            rt.supervisor.attach(rt.pipeline)
+        pipeline_task = asyncio.create_task(rt.pipeline.run(), name="pipeline")
+        if rt.dispatcher is not None:
+            rt.dispatcher.start()
+        if rt.arc is not None:
+            await rt.arc.start()
+        listen_stop = asyncio.Event()
+        listener = asyncio.create_task(
+            store.listen("registry_changed", registry_changed, listen_stop),
+            name="registry-listener")
+
+        async def keys_erased() -> None:
+            sealing.forget_cached_keys()
+
+        erasure_listener = asyncio.create_task(
+            store.listen("keys_erased", keys_erased, listen_stop, safety_interval=None),
+            name="erasure-listener")
+        maintenance = asyncio.create_task(_maintain(store), name="maintenance")
+        supervision = asyncio.create_task(rt.supervisor.run(), name="supervision") \
+            if rt.supervisor is not None else None
+        if settings.mqtt_url:
+            unknown = set(settings.mqtt_channels) - set(CHANNELS)
+            if unknown:
+                raise ValueError(f"MQTT_CHANNELS: give one or both of {', '.join(CHANNELS)}, "
+                                 "or none")
+            if "alarm" in settings.mqtt_channels:  # first: alarms never wait for bulk's session
+                rt.mqtt_alarm = MqttIngest(settings, rt.registry, rt.pipeline, loop, "alarm")
+                rt.mqtt_alarm.start()
+            if "up" in settings.mqtt_channels:
+                rt.mqtt = MqttIngest(settings, rt.registry, rt.pipeline, loop)
+                rt.mqtt.start()
+        if settings.sip_port:
+            rt.sip = SipListener(settings, rt.registry, rt.pipeline)
+            if rt.supervisor is not None:
+                rt.sip.on_hbi_granted = rt.supervisor.heartbeat_granted
+            await rt.sip.start()
+        app = create_app(settings, rt.registry, rt.pipeline, rt)
+        server = _Server(uvicorn.Config(
+            app, host=settings.http_host, port=settings.http_port, log_level="warning",
+            access_log=False, lifespan="off"))
+        http_task = asyncio.create_task(server.serve(), name="http")
+        log.info("ingest_started", http=f"http://{settings.http_host}:{settings.http_port}",
+                 mqtt=bool(settings.mqtt_url))
+        if started is not None:
+            started.set_result(rt)
+        await rt.stop_event.wait()
+
+        log.info("ingest_stopping", pending_events=rt.pipeline.pending)
+        server.should_exit = True
+        await http_task
+        if rt.sip is not None:
+            await rt.sip.stop()  # answers what it received: the pipeline still commits
+        if supervision is not None:  # before the pipeline stops: its alarms are committed
+            supervision.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervision
+        rt.pipeline.stop()
+        await pipeline_task  # everything received is committed and acknowledged
+        if rt.supervisor is not None:
+            with contextlib.suppress(Exception):  # logged; the next start re-learns last-seen
+                await rt.supervisor.flush()
+        for client in (rt.mqtt, rt.mqtt_alarm):
+            if client is not None:
+                await asyncio.to_thread(client.stop)
+        if rt.dispatcher is not None:
+            await rt.dispatcher.stop()
+        if rt.arc is not None:
+            await rt.arc.stop()
+        listen_stop.set()
+        maintenance.cancel()
+        await asyncio.gather(listener, erasure_listener, return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await maintenance
+        log.info("ingest_stopped")
+    finally:
+        if delivery_store is not None:
+            await delivery_store.close()
+        if arc_store is not None:
+            await arc_store.close()
+        await store.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: shutdown order is the runtime's to decide."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _maintain(store: Store) -> None:
+    """Hourly: next months' partitions, and quarantined copies whose time is over."""
+    while True:
+        await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+        try:
+            created = await store.ensure_partitions()
+            if created:
+                log.info("partitions_created", partitions=created)
+            purged = await erasure.purge_quarantine(store, datetime.now(UTC), dry_run=False)
+            if purged:
+                log.info("quarantine_purged", copies=purged)
+        except Exception:
+            log.exception("maintenance_failed")

@@ -1,0 +1,215 @@
+"""The admin HTTP API under /admin/v1: the device lifecycle for HMC's operators and their tools.
+
+Every request needs `Authorization: Bearer <operator token>` (`gateway operator add NAME`); a
+missing, wrong or disabled token gets 401 before anything else is looked at. The operator's name
+is the actor of every audit entry the request appends. Answers are JSON: 404 for an unknown
+device, 409 with the state machine's message for an impossible transition, 422 naming the field
+for a value that cannot be accepted (the offending value is never echoed: it may be a subject
+reference). See docs/lifecycle.md.
+
+Bodies are validated here rather than by FastAPI so a validation answer never carries the input.
+The router keeps its own small connection pool, opened on the first admin request: admin work
+never takes a connection from ingest's pool, and ingest never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.ownership import lifecycle, operators
+from gateway.ownership.lifecycle import (
+    InvalidRequest,
+    LifecycleError,
+    NewAssignment,
+    TransitionRefused,
+)
+from gateway.ownership.registration import AdminError, DeviceId
+from gateway.settings import Settings
+from gateway.store.connector import Store
+
+M = TypeVar("M", bound=BaseModel)
+MAX_BODY = 65536
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegisterIn(_In):
+    id: DeviceId
+    type: str
+    model: str | None = None
+    heartbeat_interval_s: int | None = Field(None, gt=0)
+    hub: DeviceId | None = None
+
+
+class AssignIn(_In):
+    assignments: Annotated[list[NewAssignment], Field(min_length=1, max_length=10)] = Field(
+        description="One per huvudman using the device's data (e.g. region HSL + kommun SoL)")
+    valid_from: AwareDatetime | None = Field(None, description="Default: now")
+
+
+class ReturnIn(_In):
+    at: AwareDatetime | None = Field(None, description="When it was returned; default now")
+
+
+class _Stores:
+    """One small pool for admin requests, opened lazily in the serving event loop."""
+
+    def __init__(self, dsn: str | None) -> None:
+        self._dsn = dsn
+        self._store: Store | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Store | None:
+        if self._store is None and self._dsn:
+            async with self._lock:
+                if self._store is None:
+                    self._store = await Store.connect(
+                        self._dsn, min_size=0, max_size=2, application_name="gateway-admin")
+        return self._store
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(body), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def _error(err: AdminError) -> Response:
+    body: dict[str, Any] = {"error": str(err)}
+    if isinstance(err, InvalidRequest):
+        body["field"] = err.field
+    if isinstance(err, TransitionRefused):
+        body["state"] = err.state.value
+        body["possible"] = [a.value for a in lifecycle.possible(err.state)]
+    return _json(err.status if isinstance(err, LifecycleError) else 400, body)
+
+
+async def _body(request: Request, model: type[M], *, optional: bool = False) -> M:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise InvalidRequest("body", f"larger than {MAX_BODY} bytes")
+    if optional and not raw.strip():
+        raw = b"{}"
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        raise InvalidRequest.from_validation(err) from None
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its $defs inlined, for an OpenAPI request body."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)  # type: ignore[no-any-return]
+
+
+def _body_doc(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    return {"requestBody": {"required": required,
+                            "content": {"application/json": {"schema": _schema(model)}}}}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid, enabled operator token"},
+    404: {"description": "Unknown device"},
+    409: {"description": "Impossible transition: the message says the state and what is possible"},
+    422: {"description": "A value that cannot be accepted; `field` names it"},
+}
+
+Authorization = Annotated[str | None, Header()]
+
+
+def admin_router(settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=ERRORS)
+    stores = _Stores(settings.database_url)
+
+    async def guarded(authorization: str | None,
+                      work: Callable[[Store, str], Awaitable[Response]]) -> Response:
+        store = await stores.get()
+        if store is None:
+            return _json(503, {"error": "no database configured"})
+        token = authorization[7:].strip() if authorization and \
+            authorization[:7].lower() == "bearer " else None
+        name = await operators.authenticate(store, token)
+        if name is None:
+            return _json(401, {"error": "missing, invalid or disabled operator token"},
+                         {"WWW-Authenticate": "Bearer"})
+        try:
+            return await work(store, operators.actor(name))
+        except AdminError as err:
+            return _error(err)
+
+    async def answer(store: Store, outcome: lifecycle.Outcome, status: int = 200) -> Response:
+        return _json(status, {**outcome.as_json(),
+                              "view": await lifecycle.show(store, outcome.device)})
+
+    @router.post("/devices", status_code=201, openapi_extra=_body_doc(RegisterIn),
+                 summary="Register a device (in stock); its credential is in the answer, once")
+    async def register(request: Request, authorization: Authorization = None) -> Response:
+        async def work(store: Store, actor: str) -> Response:
+            spec = await _body(request, RegisterIn)
+            outcome = await lifecycle.register(store, spec.id, spec.type, spec.model,
+                                               spec.heartbeat_interval_s, spec.hub, actor=actor)
+            return await answer(store, outcome, 201)
+        return await guarded(authorization, work)
+
+    @router.get("/devices/{device_id}", summary="A device: state, credential, hub, assignments")
+    async def show(device_id: str, authorization: Authorization = None) -> Response:
+        async def work(store: Store, _actor: str) -> Response:
+            return _json(200, await lifecycle.show(store, device_id))
+        return await guarded(authorization, work)
+
+    @router.post("/devices/{device_id}/assignments", status_code=201,
+                 openapi_extra=_body_doc(AssignIn),
+                 summary="Assign an in-stock device (a reissue after reconditioning)")
+    async def assign(device_id: str, request: Request,
+                     authorization: Authorization = None) -> Response:
+        async def work(store: Store, actor: str) -> Response:
+            spec = await _body(request, AssignIn)
+            outcome = await lifecycle.assign(store, device_id, spec.assignments,
+                                             spec.valid_from, actor=actor)
+            return await answer(store, outcome, 201)
+        return await guarded(authorization, work)
+
+    @router.post("/devices/{device_id}/return", openapi_extra=_body_doc(ReturnIn, False),
+                 summary="Return (återlämning): every open assignment ends at `at`")
+    async def return_device(device_id: str, request: Request,
+                            authorization: Authorization = None) -> Response:
+        async def work(store: Store, actor: str) -> Response:
+            spec = await _body(request, ReturnIn, optional=True)
+            return await answer(store, await lifecycle.return_device(
+                store, device_id, spec.at, actor=actor))
+        return await guarded(authorization, work)
+
+    def simple(path: str, summary: str,
+               operation: Callable[..., Awaitable[lifecycle.Outcome]]) -> None:
+        async def endpoint(device_id: str, authorization: Authorization = None) -> Response:
+            async def work(store: Store, actor: str) -> Response:
+                return await answer(store, await operation(store, device_id, actor=actor))
+            return await guarded(authorization, work)
+        endpoint.__name__ = path
+        router.post(f"/devices/{{device_id}}/{path}", summary=summary)(endpoint)
+
+    simple("recondition", "Recondition (rekonditionering): unbind everything, rotate the "
+           "credential (the new one is in the answer, once)", lifecycle.recondition)
+    simple("ready", "Reconditioning done: back in stock", lifecycle.ready)
+    simple("retire", "Retire: the credential is removed; history stays", lifecycle.retire)
+    return router
