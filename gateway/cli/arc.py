@@ -19,7 +19,7 @@ from gateway.delivery.arc import configure, ping
 from gateway.delivery.arc_config import ArcSpec
 from gateway.delivery.scaip_alarm import did_for
 from gateway.delivery.scaip_client import Answer, ScaipClient
-from gateway.delivery.sinks import SinkConfigError, arc_password, read_arcs
+from gateway.delivery.sink_config import SinkConfigError, arc_password, read_arcs
 from gateway.observability import logs
 from gateway.settings import Settings
 

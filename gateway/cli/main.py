@@ -93,7 +93,7 @@ def migrate_cmd() -> None:
 @app.command()
 def serve() -> None:
     """Run ingest (MQTT and HTTP) against DATABASE_URL and MQTT_URL."""
-    from gateway.delivery.sinks import SinkConfigError
+    from gateway.delivery.sink_config import SinkConfigError
     from gateway.ownership.keyring import KeyringError
     from gateway.roles.ingest import serve as run_serve
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from gateway.delivery.outbox import Claimed, Outbox, Settlement, backoff
-from gateway.delivery.sinks import Breaker, ItemResult, Outcome, Sink, destination
+from gateway.delivery.sink import Breaker, ItemResult, Sink, Verdict, destination
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.store.connector import Store
@@ -192,7 +192,7 @@ class Dispatcher:
                 continue
             was_open = breaker.is_open
             results = await self._request(sink, chunk)
-            failed = all(r.outcome is Outcome.RETRY for r in results)
+            failed = all(r.verdict is Verdict.RETRY for r in results)
             asked = [r.retry_after_s for r in results if r.retry_after_s is not None]
             breaker.record(not failed, open_now=any(r.open_breaker for r in results),
                            open_for=max(asked) if failed and asked else None)
@@ -214,16 +214,16 @@ class Dispatcher:
             results = await sink.send(items)
         except Exception as err:  # a sink's bug must not stop the lane; the items wait
             log.error("sink_failed", sink=sink.name, error=type(err).__name__)
-            return [ItemResult(Outcome.RETRY, "sink error")] * len(chunk)
+            return [ItemResult(Verdict.RETRY, "sink error")] * len(chunk)
         if len(results) != len(chunk):
-            return [ItemResult(Outcome.RETRY, "sink answered for the wrong number of items")] \
+            return [ItemResult(Verdict.RETRY, "sink answered for the wrong number of items")] \
                 * len(chunk)
         return results
 
     def _settlement(self, c: Claimed, r: ItemResult) -> Settlement:
-        if r.outcome is Outcome.DONE:
+        if r.verdict is Verdict.DONE:
             return Settlement(c.id, "done")
-        if r.outcome is Outcome.REJECTED:
+        if r.verdict is Verdict.REJECTED:
             return Settlement(c.id, "dead", reason=r.reason)
         # Never sooner than the receiver asked (Retry-After).
         delay = max(backoff(c.attempts, self._backoff_base_s), r.retry_after_s or 0.0)

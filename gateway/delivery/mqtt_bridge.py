@@ -30,7 +30,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,16 +40,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.delivery import wire
-from gateway.delivery.sinks import (
-    DONE,
-    RETRY,
-    ItemResult,
-    MqttSpec,
-    SinkConfigError,
-    read_credential,
-    safe_reason,
-)
-from gateway.delivery.tls import client_context
+from gateway.delivery.sink import DONE, RETRY, ItemResult, safe_reason
 from gateway.observability.logs import get as get_logger
 
 log = get_logger("delivery")
@@ -72,34 +62,6 @@ NOT_AUTHORIZED = 0x87
 CONFIG_REFUSALS = frozenset({0x85, 0x86, 0x87, 0x8C})
 _LOST = -1  # not a reason code: the connection went down before the PUBACK came
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def build(path: Path, where: str, spec: MqttSpec) -> MqttBridgeSink:
-    """The bridge of one `[[mqtt]]` entry, not connected yet. Credentials and the CA file are
-    read now; a refusal names the file, the entry and the field."""
-    secret = read_credential(path, where, "secret", spec.secret_file, spec.secret_env)
-    password = None
-    if spec.password_file is not None or spec.password_env is not None:
-        password = read_credential(path, where, "password", spec.password_file,
-                                   spec.password_env).decode()
-    tls = None
-    if spec.url.startswith("mqtts://"):
-        ca = spec.ca_file
-        if ca is not None and not ca.is_absolute():
-            ca = path.parent / ca
-        try:
-            tls = client_context(ca)
-        except ssl.SSLError:  # an OSError too: first
-            raise SinkConfigError(f"{path}: {where}.ca_file: {ca} holds no PEM "
-                                  "certificate") from None
-        except OSError as err:
-            raise SinkConfigError(f"{path}: {where}.ca_file: cannot read {ca}: "
-                                  f"{err.strerror}") from None
-    return MqttBridgeSink(
-        f"mqtt:{spec.destination}", spec.url, huvudman=spec.huvudman, secret=secret,
-        topic_prefix=spec.topic_prefix, username=spec.username, password=password, tls=tls,
-        client_id=spec.client_id, require_subscriber=spec.require_subscriber,
-        batch_max=spec.batch_max, timeout_s=spec.timeout_s)
 
 
 def topic(prefix: str, huvudman: str, item: wire.Item) -> str:

@@ -18,7 +18,7 @@ import asyncpg
 
 from gateway.crypto import KeySuite, WrappedKey
 from gateway.delivery import wire
-from gateway.delivery.sinks import RECEIVER_PREFIX
+from gateway.delivery.sink import RECEIVER_PREFIX
 from gateway.store.connector import Store
 
 BACKOFF_FACTOR = 2.0

@@ -45,7 +45,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.delivery import retry_after
 from gateway.delivery.outbox import backoff
-from gateway.delivery.sinks import safe_reason
+from gateway.delivery.sink import safe_reason
 from gateway.node import fhir_bundle
 from gateway.node.fhir_bundle import Identifiers, NotSent
 from gateway.observability import logs

@@ -21,7 +21,7 @@ import uvicorn
 from gateway.delivery.arc import ArcForwarder
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.scaip_client import ScaipClient
-from gateway.delivery.sinks import arc_password, build_sinks, read_arcs
+from gateway.delivery.sink_config import arc_password, build_sinks, read_arcs
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.supervision import Supervisor
 from gateway.observability.logs import get as get_logger

@@ -21,7 +21,8 @@ from adapters import native
 from gateway.crypto import Opener
 from gateway.delivery import dead_letters, wire
 from gateway.delivery.dispatcher import Dispatcher
-from gateway.delivery.sinks import ItemResult, Sink, build_sinks
+from gateway.delivery.sink import ItemResult, Sink
+from gateway.delivery.sink_config import build_sinks
 from gateway.ingest.sealing import CopyPlaintext
 from gateway.store.connector import Store
 from simulator.receivers import RecordingReceiver
@@ -280,7 +281,7 @@ def test_deliveries_commands_show_metadata_and_purge_is_a_dry_run_by_default(
     from typer.testing import CliRunner
 
     from gateway.cli.main import app
-    from gateway.delivery.sinks import SinkConfigError, read_sinks
+    from gateway.delivery.sink_config import SinkConfigError, read_sinks
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     runner = CliRunner()

@@ -33,7 +33,7 @@ from gateway.crypto import KeySuite, Opener, WrappedKey
 from gateway.delivery import wire
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.mqtt_bridge import MqttBridgeSink
-from gateway.delivery.sinks import SinkConfigError, build_sinks, read_sinks
+from gateway.delivery.sink_config import SinkConfigError, build_sinks, read_sinks
 from gateway.demo import embedded
 from gateway.ingest.sealing import CopyPlaintext
 from gateway.store.connector import Store
@@ -393,7 +393,7 @@ async def test_credentials_from_file_work_and_a_wrong_password_is_refused_not_de
             answers = await wrong.send([_item(code)])
         finally:
             await wrong.aclose()
-        assert [(a.outcome.value, a.reason, a.open_breaker) for a in answers] == [
+        assert [(a.verdict.value, a.reason, a.open_breaker) for a in answers] == [
             ("retry", "connection refused", True)]
 
         consumer = _consumer(consumers, broker.port, code, username="consumer",
@@ -436,7 +436,7 @@ async def test_mqtts_verifies_the_broker_against_the_configured_ca(
             answers = await untrusting.send([_item(code)])
         finally:
             await untrusting.aclose()
-        assert [(a.outcome.value, a.reason) for a in answers] == [("retry", "connection failed")]
+        assert [(a.verdict.value, a.reason) for a in answers] == [("retry", "connection failed")]
 
         consumer = _consumer(consumers, plain_port, code)
         sink = _bridge(_sinks_toml(tmp_path, code, tls_port, url=url, ca_file=ca.name), code)

@@ -15,7 +15,7 @@ from adapters.events import Alarm, AlarmType, Position
 from adapters.scaip import Mty
 from gateway.delivery.arc_config import ArcAddress
 from gateway.delivery.scaip_alarm import alarm_mrq, caller_ids, did_for, ping_mrq, ref_for
-from gateway.delivery.sinks import SinkConfigError, arc_password, read_arcs
+from gateway.delivery.sink_config import SinkConfigError, arc_password, read_arcs
 from tests.support import pem, self_signed_ca
 
 AT = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)

@@ -1,30 +1,17 @@
-"""Where deliveries go: the `Sink` protocol, its per-item results, a circuit breaker per sink,
-the webhook sink and its configuration (`config/sinks.toml`).
-
-A sink answers per item: DONE (stored, or the receiver already had it), RETRY(reason) (try
-again later) or REJECTED(reason) (the dead-letter queue at once). A request that failed as a
-whole (5xx, 429, 401/403, timeout, connection error, an answer that does not decode) is RETRY
-for every item: a configuration error must never turn data into dead letters. Reasons are
-short and fixed, or the receiver's reason reduced to letters (`safe_reason`), so no value can
-reach `last_error` or a log.
-"""
+"""config/sinks.toml: which sink each destination's deliveries go to, its credentials and
+limits, and the alarm centres (`[[arc]]`). Read at start-up; a mistake refuses start-up with a
+message naming the file, the entry and the field (docs/delivery.md)."""
 
 from __future__ import annotations
 
-import enum
 import os
-import re
 import ssl
-import time
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol, Self
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-import httpx
-import msgspec
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,164 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.delivery import retry_after, wire
 from gateway.delivery.arc_config import ArcSpec
+from gateway.delivery.mqtt_bridge import MqttBridgeSink
+from gateway.delivery.sink import Sink, destination
 from gateway.delivery.tls import client_context
-
-
-class Outcome(enum.Enum):
-    DONE = "done"
-    RETRY = "retry"
-    REJECTED = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    outcome: Outcome
-    reason: str | None = None
-    # The request failed in a way that must stop sending at once (401/403: configuration).
-    open_breaker: bool = False
-    # The receiver asked not to be sent anything for this long (429/503 `Retry-After`).
-    retry_after_s: float | None = None
-
-
-DONE = ItemResult(Outcome.DONE)
-
-
-def RETRY(reason: str, *, open_breaker: bool = False,
-          retry_after_s: float | None = None) -> ItemResult:
-    return ItemResult(Outcome.RETRY, reason, open_breaker, retry_after_s)
-
-
-def REJECTED(reason: str) -> ItemResult:
-    return ItemResult(Outcome.REJECTED, reason)
-
-
-_UNSAFE = re.compile(r"[^a-z _-]+")
-
-
-def safe_reason(text: str | None, *, limit: int = 80) -> str:
-    """A receiver's free-text reason reduced to lower-case letters, spaces, `_` and `-`: no
-    digits or punctuation can carry a value or an identifier into last_error."""
-    cleaned = " ".join(_UNSAFE.sub(" ", (text or "").lower()).split())
-    return cleaned[:limit] or "unspecified"
-
-
-class Sink(Protocol):
-    name: str  # for the circuit breaker and metrics
-    batch_max: int  # items per request
-    timeout_s: float  # the longest one request may take
-
-    async def send(self, items: Sequence[wire.Item]) -> Sequence[ItemResult]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class Breaker:
-    """Per-sink circuit breaker: after `threshold` consecutive failed requests it opens for
-    `open_s`; then one trial request is let through, whose result closes or reopens it."""
-
-    def __init__(self, threshold: int = 5, open_s: float = 30.0) -> None:
-        self.threshold = threshold
-        self.open_s = open_s
-        self.failures = 0
-        self.open_until: float | None = None
-        self.trial_in_flight = False
-
-    @property
-    def is_open(self) -> bool:
-        return self.open_until is not None
-
-    def allow(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        if self.open_until is None:
-            return True
-        if now < self.open_until or self.trial_in_flight:
-            return False
-        self.trial_in_flight = True
-        return True
-
-    def retry_in(self, now: float | None = None) -> float:
-        """Seconds until a request may go again (for items held back while open)."""
-        now = time.monotonic() if now is None else now
-        if self.open_until is None:
-            return 0.0
-        return max(self.open_until - now, 0.0) + (1.0 if self.trial_in_flight else 0.0)
-
-    def record(self, ok: bool, *, open_now: bool = False, open_for: float | None = None,
-               now: float | None = None) -> None:
-        """`open_for`: the receiver asked for that pause (`Retry-After`): open for exactly
-        that long, at once."""
-        now = time.monotonic() if now is None else now
-        trial, self.trial_in_flight = self.trial_in_flight, False
-        if ok:
-            self.failures = 0
-            self.open_until = None
-            return
-        self.failures += 1
-        if open_for is not None:
-            self.open_until = now + open_for
-        elif trial or open_now or self.failures >= self.threshold:
-            self.open_until = now + self.open_s
-
-
-class WebhookSink:
-    """POSTs a signed NDJSON batch (gateway.delivery.wire) to one huvudman's endpoint."""
-
-    def __init__(self, name: str, url: str, secret: bytes, *, batch_max: int = 500,
-                 timeout_s: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
-        self.name = name
-        self.url = url
-        self.batch_max = batch_max
-        self.timeout_s = timeout_s
-        self._secret = secret
-        self._client = client or httpx.AsyncClient(timeout=timeout_s)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def send(self, items: Sequence[wire.Item]) -> Sequence[ItemResult]:
-        body = wire.encode_batch(items)
-        timestamp = int(time.time())
-        headers = {"Content-Type": wire.CONTENT_TYPE,
-                   wire.TIMESTAMP_HEADER: str(timestamp),
-                   wire.SIGNATURE_HEADER: wire.sign(self._secret, timestamp, body)}
-        try:
-            answer = await self._client.post(self.url, content=body, headers=headers)
-        except httpx.TimeoutException:
-            return [RETRY("timeout")] * len(items)
-        except httpx.HTTPError:
-            return [RETRY("connection failed")] * len(items)
-        status = answer.status_code
-        if status in (401, 403):
-            return [RETRY(f"http {status}", open_breaker=True)] * len(items)
-        if not 200 <= status < 300:
-            # 5xx and 429 as the design says; any other 4xx too: a receiver's or a
-            # configuration's fault must not dead-letter data.
-            wait = retry_after.seconds(answer.headers.get("retry-after")) \
-                if status in (429, 503) else None
-            return [RETRY(f"http {status}", retry_after_s=wait)] * len(items)
-        if not answer.content.strip():
-            return [DONE] * len(items)
-        try:
-            decoded = wire.decode_answer(answer.content)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return [RETRY("answer not understood")] * len(items)
-        by_id = {r.event_id: r for r in decoded.results}
-        return [_item_result(by_id.get(str(i.event_id))) for i in items]
-
-
-def _item_result(status: wire.ItemStatus | None) -> ItemResult:
-    if status is None:
-        return RETRY("no answer for item")
-    if status.status in ("stored", "duplicate"):
-        return DONE
-    if status.status == "rejected":
-        return REJECTED("rejected: " + safe_reason(status.reason))
-    return RETRY("unknown item status")
-
-
-# --- configuration --------------------------------------------------------------------------
+from gateway.delivery.webhook import WebhookSink
 
 Code = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,4}$")]
 Receiver = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -280,14 +114,6 @@ class SinksFile(BaseModel):
 
 class SinkConfigError(Exception):
     """A refusal naming the file, the entry and the field."""
-
-
-RECEIVER_PREFIX = "receiver:"
-
-
-def destination(huvudman: str | None, receiver: str | None) -> str:
-    """The key a delivery's sink is found by: its huvudman, else its (fallback) receiver."""
-    return huvudman if huvudman is not None else f"{RECEIVER_PREFIX}{receiver}"
 
 
 def read_sinks(path: Path) -> dict[str, WebhookSpec | MqttSpec]:
@@ -392,13 +218,11 @@ def read_credential(path: Path, where: str, field: str, file: Path | None,
 def build_sinks(path: Path) -> dict[str, Sink]:
     """Sinks by destination, from `path` (secrets read now: a missing one refuses start-up).
     MQTT bridges start connecting only once every entry has been read."""
-    from gateway.delivery.mqtt_bridge import MqttBridgeSink, build  # it imports this module
-
     sinks: dict[str, Sink] = {}
     bridges: list[MqttBridgeSink] = []
     for dest, (where, spec) in _entries(path).items():
         if isinstance(spec, MqttSpec):
-            bridges.append(build(path, where, spec))
+            bridges.append(_bridge(path, where, spec))
             sinks[dest] = bridges[-1]
             continue
         secret = read_credential(path, where, "secret", spec.secret_file, spec.secret_env)
@@ -407,3 +231,31 @@ def build_sinks(path: Path) -> dict[str, Sink]:
     for bridge in bridges:
         bridge.connect_soon()
     return sinks
+
+
+def _bridge(path: Path, where: str, spec: MqttSpec) -> MqttBridgeSink:
+    """The bridge of one `[[mqtt]]` entry, not connected yet. Credentials and the CA file are
+    read now; a refusal names the file, the entry and the field."""
+    secret = read_credential(path, where, "secret", spec.secret_file, spec.secret_env)
+    password = None
+    if spec.password_file is not None or spec.password_env is not None:
+        password = read_credential(path, where, "password", spec.password_file,
+                                   spec.password_env).decode()
+    tls = None
+    if spec.url.startswith("mqtts://"):
+        ca = spec.ca_file
+        if ca is not None and not ca.is_absolute():
+            ca = path.parent / ca
+        try:
+            tls = client_context(ca)
+        except ssl.SSLError:  # an OSError too: first
+            raise SinkConfigError(f"{path}: {where}.ca_file: {ca} holds no PEM "
+                                  "certificate") from None
+        except OSError as err:
+            raise SinkConfigError(f"{path}: {where}.ca_file: cannot read {ca}: "
+                                  f"{err.strerror}") from None
+    return MqttBridgeSink(
+        f"mqtt:{spec.destination}", spec.url, huvudman=spec.huvudman, secret=secret,
+        topic_prefix=spec.topic_prefix, username=spec.username, password=password, tls=tls,
+        client_id=spec.client_id, require_subscriber=spec.require_subscriber,
+        batch_max=spec.batch_max, timeout_s=spec.timeout_s)
