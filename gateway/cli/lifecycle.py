@@ -49,7 +49,7 @@ def _aware(ts: datetime | None) -> datetime | None:
     return None if ts is None else ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _report(outcome: lifecycle.Outcome) -> None:
+def _report(outcome: lifecycle.LifecycleResult) -> None:
     _console().print(f"device {outcome.device} is now {outcome.state.value}")
     if outcome.assignments:
         _console().print("assignments: " + ", ".join(str(a) for a in outcome.assignments))

@@ -55,7 +55,7 @@ class Preparer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Committed:
     """What happened to one submission's events."""
 
     new: tuple[uuid.UUID, ...]
@@ -80,7 +80,7 @@ def _data_fault(err: BaseException) -> str | None:
 @dataclass(slots=True)
 class _Submission:
     events: Sequence[Event]
-    on_done: Callable[[Outcome], None]
+    on_done: Callable[[Committed], None]
     received: float = field(default_factory=time.monotonic)
 
 
@@ -121,7 +121,7 @@ class Pipeline:
 
     # --- transports call these, on the event loop's thread -------------------------------
 
-    def submit(self, events: Sequence[Event], on_done: Callable[[Outcome], None]) -> None:
+    def submit(self, events: Sequence[Event], on_done: Callable[[Committed], None]) -> None:
         """Queue a message's events; `on_done` runs after they are committed."""
         lane = self._alarm if any(isinstance(e, Alarm) for e in events) else self._bulk
         lane.queue.append(_Submission(events, on_done))
@@ -129,12 +129,12 @@ class Pipeline:
         metrics.PENDING.inc(len(events))
         lane.wakeup.set()
 
-    async def commit(self, events: Sequence[Event]) -> Outcome:
+    async def commit(self, events: Sequence[Event]) -> Committed:
         """Submit and wait for the commit (HTTP, SIP)."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Outcome] = loop.create_future()
+        done: asyncio.Future[Committed] = loop.create_future()
 
-        def resolve(outcome: Outcome) -> None:
+        def resolve(outcome: Committed) -> None:
             if not done.done():
                 done.set_result(outcome)
 
@@ -241,7 +241,7 @@ class Pipeline:
                 else:
                     dup.append(event.event_id)
             try:
-                sub.on_done(Outcome(tuple(new), tuple(dup)))
+                sub.on_done(Committed(tuple(new), tuple(dup)))
             except Exception:  # a transport's callback must not stop the commit loop
                 log.exception("ack_callback_failed", lane=lane.name)
 

@@ -49,7 +49,7 @@ from typing import Protocol
 import asyncpg
 
 from adapters.events import Alarm, AlarmType, DeviceStatus, Event, event_id
-from gateway.ingest.pipeline import Outcome
+from gateway.ingest.pipeline import Committed
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.ownership.registry import Device, Registry
@@ -67,9 +67,9 @@ BATTERY_PRIORITY = 3
 class AlarmSink(Protocol):
     """What the supervisor needs of the pipeline."""
 
-    def submit(self, events: Sequence[Event], on_done: Callable[[Outcome], None]) -> None: ...
+    def submit(self, events: Sequence[Event], on_done: Callable[[Committed], None]) -> None: ...
 
-    async def commit(self, events: Sequence[Event]) -> Outcome: ...
+    async def commit(self, events: Sequence[Event]) -> Committed: ...
 
 
 def parse_intervals(spec: str) -> dict[str, timedelta]:
@@ -303,7 +303,7 @@ class Supervisor:
                          alarm_type=alarm.alarm_type.value, event_id=str(alarm.event_id))
             counted = _count_new(alarms)
 
-            def committed(outcome: Outcome) -> None:
+            def committed(outcome: Committed) -> None:
                 counted(outcome)
                 for alarm in alarms:
                     self._dirty_battery.add(alarm.device_id)
@@ -386,10 +386,10 @@ class Supervisor:
                 log.exception("supervision_check_failed")
 
 
-def _count_new(alarms: Sequence[Alarm]) -> Callable[[Outcome], None]:
+def _count_new(alarms: Sequence[Alarm]) -> Callable[[Committed], None]:
     types = {a.event_id: a.alarm_type.value for a in alarms}
 
-    def done(outcome: Outcome) -> None:
+    def done(outcome: Committed) -> None:
         for new_id in outcome.new:
             if new_id in types:
                 metrics.TECHNICAL_ALARMS.labels(types[new_id]).inc()

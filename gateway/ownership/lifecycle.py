@@ -212,7 +212,7 @@ class NewAssignment(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class LifecycleResult:
     """What an operation did, for the CLI and the API. Ids only."""
 
     device: str
@@ -272,7 +272,7 @@ async def _unpair(conn: asyncpg.Connection, device_id: str) -> list[str]:
 
 async def register(store: Store, device_id: str, device_type: str, model: str | None = None,
                    heartbeat_interval_s: int | None = None, hub: str | None = None, *,
-                   actor: str | None = None) -> Outcome:
+                   actor: str | None = None) -> LifecycleResult:
     """A new device, in stock, with its first credential (returned once, stored as a hash)."""
     try:
         spec = DeviceSpec(id=device_id, type=device_type, model=model,
@@ -294,11 +294,12 @@ async def register(store: Store, device_id: str, device_type: str, model: str | 
                                     "register is for new devices only")
         await audit.record(conn, "device.register", spec.id, actor=actor, type=spec.type,
                            hub=spec.hub, state=State.IN_STOCK.value, credential="issued")
-    return Outcome(spec.id, Action.REGISTER, State.IN_STOCK, token=token)
+    return LifecycleResult(spec.id, Action.REGISTER, State.IN_STOCK, token=token)
 
 
 async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignment],
-                 valid_from: datetime | None = None, *, actor: str | None = None) -> Outcome:
+                 valid_from: datetime | None = None, *,
+                 actor: str | None = None) -> LifecycleResult:
     """Lend an in-stock device to a person under one or more huvudmän (one scale can serve the
     region under HSL and the kommun under SoL), from `valid_from` (default now). After a
     reconditioning this is a reissue, possibly to another kommun."""
@@ -341,11 +342,11 @@ async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignme
                            device_id, actor=actor, state=state.value,
                            assignments=[str(c) for c in created],
                            huvudman=sorted({a.huvudman for a in assignments}), valid_from=start)
-    return Outcome(device_id, Action.ASSIGN, state, assignments=created)
+    return LifecycleResult(device_id, Action.ASSIGN, state, assignments=created)
 
 
 async def return_device(store: Store, device_id: str, at: datetime | None = None, *,
-                        actor: str | None = None) -> Outcome:
+                        actor: str | None = None) -> LifecycleResult:
     """The device came back (återlämning): every assignment still open ends at `at` (default
     now), so readings measured from then on reach no huvudman."""
     now = datetime.now(UTC)
@@ -360,10 +361,10 @@ async def return_device(store: Store, device_id: str, at: datetime | None = None
         state = await _set_state(conn, device_id, Action.RETURN)
         await audit.record(conn, "device.return", device_id, actor=actor, state=state.value,
                            at=when, ended=[str(e) for e in ended])
-    return Outcome(device_id, Action.RETURN, state, ended=ended)
+    return LifecycleResult(device_id, Action.RETURN, state, ended=ended)
 
 
-async def recondition(store: Store, device_id: str, *, actor: str | None = None) -> Outcome:
+async def recondition(store: Store, device_id: str, *, actor: str | None = None) -> LifecycleResult:
     """Reset a returned device (rekonditionering): unbind everything (open assignments end now,
     hub pairings go both ways) and rotate its credential; the old token stops working as soon
     as ingest reloads its registry (on the change notification)."""
@@ -377,20 +378,20 @@ async def recondition(store: Store, device_id: str, *, actor: str | None = None)
         await audit.record(conn, "device.recondition", device_id, actor=actor,
                            state=state.value, ended=[str(e) for e in ended], unpaired=unpaired,
                            credential="rotated")
-    return Outcome(device_id, Action.RECONDITION, state, token=token, ended=ended,
+    return LifecycleResult(device_id, Action.RECONDITION, state, token=token, ended=ended,
                    unpaired=unpaired)
 
 
-async def ready(store: Store, device_id: str, *, actor: str | None = None) -> Outcome:
+async def ready(store: Store, device_id: str, *, actor: str | None = None) -> LifecycleResult:
     """Reconditioning is done: the device is back in stock, ready to be reissued."""
     async with store.pool.acquire() as conn, conn.transaction():
         await _lock(conn, device_id, Action.READY)
         state = await _set_state(conn, device_id, Action.READY)
         await audit.record(conn, "device.ready", device_id, actor=actor, state=state.value)
-    return Outcome(device_id, Action.READY, state)
+    return LifecycleResult(device_id, Action.READY, state)
 
 
-async def retire(store: Store, device_id: str, *, actor: str | None = None) -> Outcome:
+async def retire(store: Store, device_id: str, *, actor: str | None = None) -> LifecycleResult:
     """Take a device out of service for good: its credential is removed, pairings go, and any
     assignment still open ends now. Its history stays."""
     async with store.pool.acquire() as conn, conn.transaction():
@@ -402,7 +403,7 @@ async def retire(store: Store, device_id: str, *, actor: str | None = None) -> O
         await audit.record(conn, "device.retire", device_id, actor=actor, state=state.value,
                            ended=[str(e) for e in ended], unpaired=unpaired,
                            credential="removed")
-    return Outcome(device_id, Action.RETIRE, state, ended=ended, unpaired=unpaired)
+    return LifecycleResult(device_id, Action.RETIRE, state, ended=ended, unpaired=unpaired)
 
 
 async def show(store: Store, device_id: str) -> dict[str, Any]:

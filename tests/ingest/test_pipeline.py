@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from adapters.codes import Kind
 from adapters.events import Alarm, AlarmType, Quantity, Reading, event_id
-from gateway.ingest.pipeline import Outcome, Pipeline
+from gateway.ingest.pipeline import Committed, Pipeline
 from gateway.ingest.sealing import Sealing
 from gateway.store.connector import Store
 from tests.support import wait_until
@@ -75,7 +75,8 @@ async def test_resend_within_one_batch_counts_as_duplicate(own_store: Store,
     first, second = await asyncio.gather(pipeline.commit([reading]), pipeline.commit([reading]))
     pipeline.stop()
     await task
-    assert (first, second) == (Outcome((reading.event_id,), ()), Outcome((), (reading.event_id,)))
+    assert (first, second) == (Committed((reading.event_id,), ()),
+                               Committed((), (reading.event_id,)))
     assert pipeline.commits == 1
 
 
@@ -143,7 +144,7 @@ async def test_an_event_the_database_refuses_stays_unacknowledged_and_the_rest_i
     pipeline = Pipeline(own_store, sealing, max_events=500, max_wait_s=0.05)
     task = await _run(pipeline)
     before = _unstorable()
-    acked: dict[int, Outcome] = {}
+    acked: dict[int, Committed] = {}
     messages = [[e] for e in good[:4]] + [[good[4], bad]] + [[e] for e in good[5:]]
     for n, events in enumerate(messages):
         pipeline.submit(events, lambda outcome, n=n: acked.__setitem__(n, outcome))

@@ -119,6 +119,36 @@ async def test_size_limit_and_content_type(gateway: RunningGateway, device: Fake
     assert answer.status_code == 415
 
 
+async def _rejected(gateway: RunningGateway, reason: str) -> float:
+    async with httpx.AsyncClient(base_url=gateway.http) as client:
+        text = (await client.get("/metrics")).text
+    line = f'gateway_ingest_rejected_total{{reason="{reason}",transport="http"}} '
+    found = [float(x[len(line):]) for x in text.splitlines() if x.startswith(line)]
+    return found[0] if found else 0.0
+
+
+@pytest.mark.parametrize("path", ["readings", "omh", "events?format=vendor-night"])
+async def test_every_native_style_endpoint_reads_credentials_and_counts_refusals_alike(
+        gateway: RunningGateway, device: FakeDevice, path: str) -> None:
+    """The native endpoint and the OMH and vendor endpoints share one way in: the same bearer
+    parsing (any case, spaces before the token) and one count per refused request."""
+    async with httpx.AsyncClient(base_url=gateway.http) as client:
+        url = f"/v1/devices/{device.id}/{path}"
+        spaced = await client.post(url, content=b"{}", headers={
+            "Authorization": f"bearer   {device.token}", "Content-Type": "application/json"})
+        assert spaced.status_code == 422, spaced.text  # authenticated; the body is refused
+        before = await _rejected(gateway, "size")
+        huge = await client.post(url, content=b"[" + b"0," * 600_000 + b"0]", headers={
+            "Authorization": f"Bearer {device.token}", "Content-Type": "application/json"})
+        assert huge.status_code == 413
+        assert await _rejected(gateway, "size") == before + 1
+        before = await _rejected(gateway, "content_type")
+        xml = await client.post(url, content=b"<x/>", headers={
+            "Authorization": f"Bearer {device.token}", "Content-Type": "text/xml"})
+        assert xml.status_code == 415 and "application/json" in xml.json()["error"]
+        assert await _rejected(gateway, "content_type") == before + 1
+
+
 async def test_new_device_is_usable_without_restart(gateway: RunningGateway,
                                                     store: Store) -> None:
     """The registry reloads on NOTIFY: a device registered now can send at once."""

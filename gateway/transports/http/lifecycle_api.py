@@ -137,7 +137,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 Authorization = Annotated[str | None, Header()]
 
 
-def admin_router(settings: Settings) -> APIRouter:
+def lifecycle_router(settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=ERRORS)
     stores = _Stores(settings.database_url)
 
@@ -157,7 +157,8 @@ def admin_router(settings: Settings) -> APIRouter:
         except AdminError as err:
             return _error(err)
 
-    async def answer(store: Store, outcome: lifecycle.Outcome, status: int = 200) -> Response:
+    async def answer(store: Store, outcome: lifecycle.LifecycleResult,
+                     status: int = 200) -> Response:
         return _json(status, {**outcome.as_json(),
                               "view": await lifecycle.show(store, outcome.device)})
 
@@ -200,7 +201,7 @@ def admin_router(settings: Settings) -> APIRouter:
         return await guarded(authorization, work)
 
     def simple(path: str, summary: str,
-               operation: Callable[..., Awaitable[lifecycle.Outcome]]) -> None:
+               operation: Callable[..., Awaitable[lifecycle.LifecycleResult]]) -> None:
         async def endpoint(device_id: str, authorization: Authorization = None) -> Response:
             async def work(store: Store, actor: str) -> Response:
                 return await answer(store, await operation(store, device_id, actor=actor))

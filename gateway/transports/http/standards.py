@@ -28,9 +28,6 @@ digits without separators, which is how both adapters emit them.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import dataclasses
 import re
 import time
@@ -46,13 +43,24 @@ from fastapi.responses import Response
 from adapters import continua, omh, phd_fhir, vendor_gps
 from adapters.errors import AdapterError, Parsed, Rejection
 from adapters.events import Event
-from gateway.ingest import decoding, formats
-from gateway.ingest.pipeline import Outcome, Pipeline
+from gateway.ingest import formats
 from gateway.observability import metrics
-from gateway.ownership.registry import AuthError, Device, Registry, token_hash
-from gateway.settings import Settings
-from gateway.transports.http.app import TRANSPORT, _json, _rejection
-from gateway.transports.http.body import read_limited
+from gateway.ownership.registry import AuthError, token_hash
+from gateway.transports.http.common import (
+    JSON,
+    TRANSPORT,
+    CommitTimeout,
+    HttpIngest,
+    auth_failed,
+    bearer,
+    count_refusal,
+    count_rejections,
+    credentials,
+    identify,
+    json_response,
+    mime,
+    too_large,
+)
 
 VENDOR_FORMATS: Final = ("vendor-gps", "vendor-night", "vendor-medicine")
 FHIR_JSON: Final = "application/fhir+json"
@@ -73,108 +81,31 @@ _ECHOED: Final = ("resourceType", "identifier", "status", "category", "code",
                   "valueQuantity", "component", "extension")
 
 
-class _Timeout(Exception):
-    """The commit did not come within HTTP_COMMIT_TIMEOUT_S."""
-
-
-def _mime(content_type: str | None, default: str) -> str:
-    return (content_type or default).split(";", 1)[0].strip().lower()
-
-
-def _credentials(authorization: str | None) -> tuple[str | None, str | None]:
-    """(claimed device id, token) from `Bearer <token>` or `Basic base64(id:token)`."""
-    if not authorization:
-        return None, None
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return None, value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(value.strip(), validate=True).decode(
-                "utf-8").partition(":")
-        except (binascii.Error, ValueError):
-            return None, None
-        return user or None, password or None
-    return None, None
-
-
-def identify(registry: Registry, claimed: str | None, token: str | None) -> Device:
-    """The uploader a credential belongs to. Without a claimed id the token alone names it.
-
-    Raises AuthError: 401 missing or unknown credential, 403 another device's or retired.
-    """
-    if not token:
-        raise AuthError(401, "missing credentials")
-    if claimed is None:
-        claimed = registry.snapshot.by_credential.get(token_hash(token))
-        if claimed is None:
-            raise AuthError(401, "invalid credentials")
-    return registry.authenticate(claimed, token)
-
-
-def _auth_failed(err: AuthError) -> Response:
-    """Count the refusal; the JSON answer of the native-style endpoints."""
-    metrics.REJECTED.labels(TRANSPORT, "auth").inc()
-    return Response(msgspec.json.encode({"error": err.reason}), status_code=err.status,
-                    media_type="application/json",
-                    headers={"WWW-Authenticate": "Bearer"} if err.status == 401 else None)
-
-
-def _too_large(settings: Settings) -> str:
-    metrics.REJECTED.labels(TRANSPORT, "size").inc()
-    return f"body larger than {settings.http_max_body_bytes} bytes"
-
-
-def _count(rejections: Sequence[Rejection]) -> None:
-    for r in rejections:
-        label = r.field.split("[", 1)[0].split(".", 1)[0].split("-", 1)[0] or "$"
-        metrics.REJECTED.labels(TRANSPORT, label).inc()
-
-
-def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline) -> APIRouter:
+def standards_router(ingest: HttpIngest) -> APIRouter:
     router = APIRouter()
-
-    async def commit(events: Sequence[Event], started: float) -> Outcome:
-        try:
-            outcome = await asyncio.wait_for(pipeline.commit(events),
-                                             settings.http_commit_timeout_s)
-        except TimeoutError:
-            # The events stay queued and will be committed; the retry will find them stored.
-            raise _Timeout from None
-        metrics.ACCEPTED.labels(TRANSPORT).inc(len(outcome.new))
-        metrics.DUPLICATES.labels(TRANSPORT).inc(len(outcome.duplicates))
-        metrics.ACKED.labels(TRANSPORT).inc()
-        metrics.ACK_SECONDS.labels(TRANSPORT).observe(time.monotonic() - started)
-        return outcome
-
-    def split(uploader: str, events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
-        mine: list[Event] = []
-        foreign: list[Event] = []
-        for e in events:
-            (mine if registry.may_speak_for(uploader, e.device_id) else foreign).append(e)
-        return mine, foreign
+    settings, registry = ingest.settings, ingest.registry
 
     # --- IHE PCD-01 --------------------------------------------------------------------------
 
-    async def pcd01(request: Request, authorization: str | None, mime: str,
+    async def pcd01(request: Request, authorization: str | None, sent_as: str,
                     soap: bool) -> Response:
         started = time.monotonic()
         received_at = datetime.now(UTC)
-        soap11 = mime == SOAP11_TYPE
+        soap11 = sent_as == SOAP11_TYPE
         allowed = {SOAP12_TYPE, SOAP11_TYPE} if soap else ER7_TYPES
         try:
-            uploader = identify(registry, *_credentials(authorization))
+            uploader = identify(registry, *credentials(authorization))
         except AuthError as err:
-            _auth_failed(err)
+            auth_failed(err)
             return Response(err.reason, status_code=err.status, media_type="text/plain",
                             headers=_AUTH_HEADERS if err.status == 401 else None)
-        if mime not in allowed:
-            metrics.REJECTED.labels(TRANSPORT, "content_type").inc()
+        if sent_as not in allowed:
+            count_refusal("content_type")
             return Response("unsupported content type; send " + " or ".join(sorted(allowed)),
                             status_code=415, media_type="text/plain")
-        body = await read_limited(request, settings.http_max_body_bytes)
+        body = await ingest.read_body(request)
         if body is None:
-            return Response(_too_large(settings), status_code=413, media_type="text/plain")
+            return Response(too_large(settings), status_code=413, media_type="text/plain")
         metrics.RECEIVED.labels(TRANSPORT).inc()
 
         def answer(ack: str, status: int = 200, relates_to: str | None = None) -> Response:
@@ -190,18 +121,18 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
             message = (continua.parse_soap if soap else continua.parse_er7)(
                 body, device_id=None, received_at=received_at)
         except AdapterError as err:
-            _count([err.rejection()])
+            count_rejections([err.rejection()])
             return answer(continua.ack_for_error(body, err, at=received_at))
-        mine, foreign = split(uploader.id, message.parsed.events)
+        mine, foreign = ingest.split(uploader.id, message.parsed.events)
         refused = list(message.parsed.rejections)
         if foreign:
             refused += _pcd01_refusals(body, foreign)
-        _count(refused)
+        count_rejections(refused)
         ack_to = message.sending_application
         if mine:
             try:
-                await commit(mine, started)
-            except _Timeout:
+                await ingest.commit(mine, started)
+            except CommitTimeout:
                 return answer(continua.build_ack(
                     message.control_id, "AE", "storage is slow to commit; resend the same "
                     "message", at=received_at, receiving_application=ack_to),
@@ -235,7 +166,7 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
     async def pcd01_soap(request: Request,
                          authorization: Annotated[str | None, Header()] = None,
                          content_type: Annotated[str | None, Header()] = None) -> Response:
-        return await pcd01(request, authorization, _mime(content_type, SOAP12_TYPE), soap=True)
+        return await pcd01(request, authorization, mime(content_type, SOAP12_TYPE), soap=True)
 
     @router.post(
         "/pcd01/hl7v2", tags=["IHE PCD-01"],
@@ -253,7 +184,7 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
     async def pcd01_er7(request: Request,
                         authorization: Annotated[str | None, Header()] = None,
                         content_type: Annotated[str | None, Header()] = None) -> Response:
-        return await pcd01(request, authorization, _mime(content_type, "application/hl7-v2"),
+        return await pcd01(request, authorization, mime(content_type, "application/hl7-v2"),
                            soap=False)
 
     # --- HL7 PHD FHIR ------------------------------------------------------------------------
@@ -272,30 +203,30 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
         started = time.monotonic()
         received_at = datetime.now(UTC)
         try:
-            uploader = identify(registry, *_credentials(authorization))
+            uploader = identify(registry, *credentials(authorization))
         except AuthError as err:
-            _auth_failed(err)
+            auth_failed(err)
             return fhir(err.status, outcome("login" if err.status == 401 else "forbidden",
                                             err.reason),
                         _AUTH_HEADERS if err.status == 401 else None)
-        if _mime(content_type, FHIR_JSON) not in JSON_TYPES:
-            metrics.REJECTED.labels(TRANSPORT, "content_type").inc()
+        if mime(content_type, FHIR_JSON) not in JSON_TYPES:
+            count_refusal("content_type")
             return fhir(415, outcome("not-supported", "send application/fhir+json"))
-        body = await read_limited(request, settings.http_max_body_bytes)
+        body = await ingest.read_body(request)
         if body is None:
-            return fhir(413, outcome("too-costly", _too_large(settings)))
+            return fhir(413, outcome("too-costly", too_large(settings)))
         metrics.RECEIVED.labels(TRANSPORT).inc()
         try:
             upload = phd_fhir.parse_upload(body, device_id=None, received_at=received_at)
         except AdapterError as err:
-            _count([err.rejection()])
+            count_rejections([err.rejection()])
             return fhir(*phd_fhir.error_response(err))
         if upload.bundle == single or (
                 single and upload.outcomes[0].resource_type != "Observation"):
             wanted = "an Observation" if single else "a transaction or batch Bundle"
-            metrics.REJECTED.labels(TRANSPORT, "resourceType").inc()
+            count_refusal("resourceType")
             return fhir(400, outcome("invalid", f"this endpoint takes {wanted}"))
-        mine, foreign = split(uploader.id, upload.parsed.events)
+        mine, foreign = ingest.split(uploader.id, upload.parsed.events)
         if foreign:
             refused_ids = {e.event_id for e in foreign}
             prefix = "entry[{}].resource." if upload.bundle else ""
@@ -306,11 +237,11 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
                                         index=o.index))
                 if refused_ids & set(o.event_ids) else o
                 for o in upload.outcomes]
-        _count([o.rejection for o in upload.outcomes if o.rejection is not None])
+        count_rejections([o.rejection for o in upload.outcomes if o.rejection is not None])
         if mine:
             try:
-                await commit(mine, started)
-            except _Timeout:
+                await ingest.commit(mine, started)
+            except CommitTimeout:
                 return fhir(503, outcome("transient", "storage is slow to commit; retry the "
                                                       "same request"))
         status, answer = phd_fhir.response(upload)
@@ -364,36 +295,6 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
 
     # --- Open mHealth and vendor JSON ---------------------------------------------------------
 
-    async def native_style(request: Request, device_id: str, token: str | None,
-                           content_type: str | None, fmt: str,
-                           parse: formats.Parse | None = None,
-                           body: bytes | None = None) -> Response:
-        """Authenticate the device, decode through ingest.decode, commit, answer as native."""
-        started = time.monotonic()
-        try:
-            registry.authenticate(device_id, token)
-        except AuthError as err:
-            return _auth_failed(err)
-        if body is None:
-            if _mime(content_type, "application/json") != "application/json":
-                metrics.REJECTED.labels(TRANSPORT, "content_type").inc()
-                return _json(415, {"error": "unsupported content type; send application/json"})
-            body = await read_limited(request, settings.http_max_body_bytes)
-            if body is None:
-                return _json(413, {"error": _too_large(settings)})
-        decoded = decoding.decode(registry, TRANSPORT, device_id, fmt, body, datetime.now(UTC),
-                                parse)
-        rejected = [_rejection(r) for r in decoded.rejections]
-        if not decoded.events:
-            return _json(422, {"accepted": [], "duplicates": [], "rejected": rejected})
-        try:
-            done = await commit(decoded.events, started)
-        except _Timeout:
-            return _json(503, {"error": "storage is slow to commit; retry with the same body"})
-        return _json(200, {"accepted": [str(i) for i in done.new],
-                           "duplicates": [str(i) for i in done.duplicates],
-                           "rejected": rejected})
-
     native_responses: dict[int | str, dict[str, Any]] = {
         200: {"description": "accepted, duplicates, and each rejected item with field, reason "
                              "and index (as POST /v1/devices/{id}/readings)"},
@@ -417,8 +318,9 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
                        authorization: Annotated[str | None, Header()] = None,
                        content_type: Annotated[str | None, Header()] = None) -> Response:
         parse = _omh_with_schema(schema) if schema else None
-        return await native_style(request, device_id, _bearer(authorization), content_type,
-                                  "omh", parse)
+        return await ingest.native_style(request, device_id, bearer(authorization),
+                                         content_type=content_type,
+                                         formats_by_type={JSON: "omh"}, parse=parse)
 
     @router.post(
         "/v1/devices/{device_id}/events", tags=["Vendor JSON"],
@@ -433,54 +335,57 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
                           authorization: Annotated[str | None, Header()] = None,
                           content_type: Annotated[str | None, Header()] = None) -> Response:
         if fmt not in VENDOR_FORMATS:
-            metrics.REJECTED.labels(TRANSPORT, "format").inc()
-            return _json(422, {"accepted": [], "duplicates": [], "rejected": [
+            count_refusal("format")
+            return json_response(422, {"accepted": [], "duplicates": [], "rejected": [
                 {"field": "format", "reason": "required query parameter; expected one of "
                                               + ", ".join(VENDOR_FORMATS)}]})
-        return await native_style(request, device_id, _bearer(authorization), content_type,
-                                  fmt)
+        return await ingest.native_style(request, device_id, bearer(authorization),
+                                         content_type=content_type,
+                                         formats_by_type={JSON: fmt})
 
     async def osmand(request: Request, authorization: str | None,
                      content_type: str | None) -> Response:
         params: dict[str, str] = {}
         if len(request.url.query) > settings.http_max_body_bytes:
-            return _json(413, {"error": _too_large(settings)})
+            return json_response(413, {"error": too_large(settings)})
         for key, value in request.query_params.multi_items():
             params.setdefault(key, value)
-        mime = _mime(content_type, FORM_TYPE)
+        sent_as = mime(content_type, FORM_TYPE)
         body: bytes | None = None
         if request.method == "POST":
-            body = await read_limited(request, settings.http_max_body_bytes)
+            body = await ingest.read_body(request)
             if body is None:
-                return _json(413, {"error": _too_large(settings)})
-            if mime == FORM_TYPE and body:
+                return json_response(413, {"error": too_large(settings)})
+            if sent_as == FORM_TYPE and body:
                 try:
                     form = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
                                      max_num_fields=200)
                 except (UnicodeDecodeError, ValueError):
-                    metrics.REJECTED.labels(TRANSPORT, "$").inc()
-                    return _json(422, {"accepted": [], "duplicates": [], "rejected": [
+                    count_refusal("$")
+                    return json_response(422, {"accepted": [], "duplicates": [], "rejected": [
                         {"field": "$", "reason": "not a URL-encoded form"}]})
                 for key, value in form:
                     params.setdefault(key, value)
-            elif mime != "application/json" and body:
-                metrics.REJECTED.labels(TRANSPORT, "content_type").inc()
-                return _json(415, {"error": "send query fields, a URL-encoded form or JSON"})
-        bearer = _bearer(authorization)
-        token = bearer or params.pop("key", None) or None
+            elif sent_as != JSON and body:
+                count_refusal("content_type")
+                return json_response(415, {"error": "send query fields, a URL-encoded form "
+                                                    "or JSON"})
+        token = bearer(authorization) or params.pop("key", None) or None
         params.pop("key", None)
-        json_body = request.method == "POST" and mime == "application/json" and bool(body)
+        json_body = request.method == "POST" and sent_as == JSON and bool(body)
         claimed = params.get("id", params.get("deviceid"))
         if claimed is None and token:
             claimed = registry.snapshot.by_credential.get(token_hash(token))
         if claimed is None:
-            return _auth_failed(AuthError(401, "missing credentials" if not token
+            return auth_failed(AuthError(401, "missing credentials" if not token
                                           else "invalid credentials"))
+        gps = {JSON: "vendor-gps"}
         if json_body:
-            return await native_style(request, claimed, token, "application/json",
-                                      "vendor-gps", body=body)
-        return await native_style(request, claimed, token, FORM_TYPE, "vendor-gps",
-                                  _osmand_params(params), body=b"")
+            return await ingest.native_style(request, claimed, token, content_type=JSON,
+                                             formats_by_type=gps, body=body)
+        return await ingest.native_style(request, claimed, token, content_type=FORM_TYPE,
+                                         formats_by_type=gps, parse=_osmand_params(params),
+                                         body=b"")
 
     @router.get(
         "/v1/osmand", tags=["Vendor JSON"],
@@ -501,12 +406,6 @@ def standards_router(settings: Settings, registry: Registry, pipeline: Pipeline)
         return await osmand(request, authorization, content_type)
 
     return router
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip() or None
-    return None
 
 
 def _omh_with_schema(schema: str) -> formats.Parse:
