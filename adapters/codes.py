@@ -1,6 +1,6 @@
 """IEEE 11073-10101 (MDC) observation and unit codes the gateway understands.
 
-Values and sources are in ../shared/design/PROTOCOLS.md §3. One table serves every adapter, so a
+Values and sources are in docs/protocols.md §4. One table serves every adapter, so a
 weight is 188736 in kg whether it came as PCD-01, PHD FHIR, Open mHealth or vendor JSON.
 """
 

@@ -699,7 +699,7 @@ def encode_oru(*, control_id: str, sent_at: datetime, devices: Sequence[DeviceGr
                     "", "", "UNICODE UTF-8", "", _MSH21])
     segments = [msh]
     if patient_id is not None:
-        # Personnummer with the Swedish assigning authority (PROTOCOLS.md §2.2).
+        # Personnummer with the Swedish assigning authority (docs/protocols.md §2.3).
         segments.append(f"PID|||{_escape(patient_id)}^^^&1.2.752.129.2.1.3.1&ISO^PI")
     obx = 0
     for mds, group in enumerate(devices, start=1):

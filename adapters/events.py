@@ -1,8 +1,8 @@
 """The canonical events every adapter produces and everything downstream consumes.
 
 msgspec Structs rather than pydantic models: the ingest hot path builds and encodes one or more of
-these per message, and msgspec does that several times faster (PERFORMANCE.md). Times are always
-timezone-aware UTC; values are always in the canonical UCUM unit of their MDC code.
+these per message, and msgspec does that several times faster (docs/performance.md). Times are
+always timezone-aware UTC; values are always in the canonical UCUM unit of their MDC code.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class AlarmType(StrEnum):
 
 
 class Alarm(msgspec.Struct, frozen=True, tag="alarm"):
-    """Something a person must act on. Alarms are never dropped (ARCHITECTURE.md)."""
+    """Something a person must act on. Never dropped (docs/architecture.md, Invariants)."""
 
     event_id: uuid.UUID
     device_id: str

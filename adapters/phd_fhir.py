@@ -34,11 +34,11 @@ every reading that references it is flagged `clock_implausible`, and routing fal
 receive time, as for any implausible clock.
 
 Transactions are processed per entry, not all-or-nothing: a bad entry never sinks good readings
-(ARCHITECTURE.md). The transaction-response says, per entry, "201 Created" (stored as events),
-"200 OK" (accepted, nothing stored: Patient, Device, coincident time stamp; a conditional create
-is therefore always duplicate-safe) or "422 Unprocessable Entity" with an OperationOutcome that
-names the element (FHIRPath) and the rule. Patient resources are never read beyond their type:
-no name, identifier or reference is copied into events, outcomes or errors.
+(docs/architecture.md, Invariants). The transaction-response says, per entry, "201 Created"
+(stored as events), "200 OK" (accepted, nothing stored: Patient, Device, coincident time stamp; a
+conditional create is therefore always duplicate-safe) or "422 Unprocessable Entity" with an
+OperationOutcome that names the element (FHIRPath) and the rule. Patient resources are never read
+beyond their type: no name, identifier or reference is copied into events, outcomes or errors.
 """
 
 from __future__ import annotations

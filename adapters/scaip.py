@@ -1,6 +1,6 @@
 """SCAIP (SS 91100:2014) `<mrq>` requests to canonical events, and `<mrs>` responses.
 
-Facts and tables: ../shared/design/PROTOCOLS.md §1. Integrator view: docs/formats/scaip.md.
+Facts and tables: docs/protocols.md §1. Integrator view: docs/formats/scaip.md.
 
 Parsing rules, and why:
 - XML is parsed with defusedxml with DTDs forbidden: SCAIP has no DTD, so any DOCTYPE is an

@@ -1,7 +1,7 @@
 """Plausible vital signs for simulated people: slow trends and noise, not clinical models.
 
 Each person has a baseline; weight drifts slowly and, for a heart-failure scenario, can gain
-more than 2 kg in 3 days (the rule nurses watch for, DOMAIN.md).
+more than 2 kg in 3 days (the rule nurses watch for, docs/architecture.md, "Who is who").
 """
 
 from __future__ import annotations
