@@ -12,9 +12,9 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from gateway.cli import common
 from gateway.delivery.arc import configure, ping
 from gateway.delivery.arc_config import ArcSpec
 from gateway.delivery.scaip_alarm import did_for
@@ -23,17 +23,12 @@ from gateway.delivery.sink_config import SinkConfigError, arc_password, read_arc
 from gateway.observability import logs
 from gateway.settings import Settings
 
-arc_app = typer.Typer(no_args_is_help=True,
-                      help="Alarm centres ([[arc]] in the sinks file): check them, device ids.")
+app = typer.Typer(name="arc", no_args_is_help=True,
+                  help="Alarm centres (the arc entries of the sinks file): check them, "
+                       "device ids.")
 
 
-def _console() -> Console:
-    from gateway.cli import main as cli
-
-    return cli.console
-
-
-@arc_app.command("check")
+@app.command("check")
 def arc_check(
     receiver: Annotated[str | None, typer.Argument(help="Only this alarm route")] = None,
 ) -> None:
@@ -45,21 +40,21 @@ def arc_check(
         passwords = {r: p for r, spec in specs.items()
                      if (p := arc_password(settings.sinks_file, r, spec))}
     except SinkConfigError as err:
-        _console().print(str(err), style="red", markup=False)
+        common.console.print(str(err), style="red", markup=False)
         raise typer.Exit(2) from None
     if receiver is not None:
         if receiver not in specs:
-            _console().print(f"[red]{receiver} is not an [[arc]] in {settings.sinks_file}[/]")
+            common.console.print(f"[red]{receiver} is not an [[arc]] in {settings.sinks_file}[/]")
             raise typer.Exit(2)
         specs = {receiver: specs[receiver]}
     if not specs:
-        _console().print(f"no [[arc]] entries in {settings.sinks_file}")
+        common.console.print(f"no [[arc]] entries in {settings.sinks_file}")
         return
     results = asyncio.run(_check(settings, specs, passwords))
     table = Table("receiver", "centre", "address", "answer", "ms")
     for row in results:
         table.add_row(*row)
-    _console().print(table)
+    common.console.print(table)
     if any(not row[3].startswith("ok") for row in results):
         raise typer.Exit(1)
 
@@ -94,12 +89,8 @@ def _said(answer: Answer) -> str:
     return "no answer"
 
 
-@arc_app.command("did")
+@app.command("did")
 def arc_did(device: Annotated[str, typer.Argument(help="The gateway's device id")]) -> None:
     """The `did` under which a centre receives this device's alarms (the id itself when it
     fits SCAIP's 16 printable characters, else a stable digest)."""
-    _console().print(did_for(device), markup=False)
-
-
-def install(app: typer.Typer) -> None:
-    app.add_typer(arc_app, name="arc")
+    common.console.print(did_for(device), markup=False)

@@ -20,3 +20,5 @@ ValidFrom = Annotated[datetime | None, typer.Option(formats=TIME_FORMATS, help="
 AlarmRoute = Annotated[str | None, typer.Option(help="The alarm receiver its alarms go to")]
 DoseAlarm = Annotated[bool, typer.Option(
     help="A missed medicine dose is an alarm (needs --kind medication and --alarm-route)")]
+DryRun = Annotated[bool, typer.Option("--dry-run/--execute",
+                                      help="Only say what would change (default)")]

@@ -25,38 +25,37 @@ class History:
 
 
 async def history(store: Store, event_id: uuid.UUID) -> History | None:
-    rows = await store.fetch("alarm_event", event_id)
-    if not rows:
+    event = await store.alarms.event(event_id)
+    if event is None:
         return None
-    event = rows[0]
-    steps = [Step(event["measured_at"], "raised by the device (its clock)"),
-             Step(event["received_at"], f"received by the gateway ({event['source']})"),
-             Step(event["stored_at"], "committed: stored and queued for delivery")]
-    for d in await store.fetch("alarm_deliveries", event_id):
-        if d["target"] == "arc":
-            target, route = f"alarm centre {d['receiver']}", ""
+    steps = [Step(event.measured_at, "raised by the device (its clock)"),
+             Step(event.received_at, f"received by the gateway ({event.source})"),
+             Step(event.stored_at, "committed: stored and queued for delivery")]
+    for d in await store.alarms.deliveries(event_id):
+        if d.target == "arc":
+            target, route = f"alarm centre {d.receiver}", ""
         else:
-            target = (f"huvudman {d['huvudman']}" if d["huvudman"]
-                      else f"fallback receiver {d['receiver']}")
-            route = f" (alarm route {d['receiver']})" if d["huvudman"] and d["receiver"] else ""
-        if d["state"] == "done":
-            steps.append(Step(d["finished_at"] or d["created_at"],
-                              f"delivered to {target}{route} after {d['attempts']} attempt(s)"))
-        elif d["state"] == "dead":
-            steps.append(Step(d["finished_at"] or d["created_at"],
-                              f"dead letter for {target}{route}: {d['last_error'] or 'unknown'}"))
+            target = (f"huvudman {d.huvudman}" if d.huvudman
+                      else f"fallback receiver {d.receiver}")
+            route = f" (alarm route {d.receiver})" if d.huvudman and d.receiver else ""
+        if d.state == "done":
+            steps.append(Step(d.finished_at or d.created_at,
+                              f"delivered to {target}{route} after {d.attempts} attempt(s)"))
+        elif d.state == "dead":
+            steps.append(Step(d.finished_at or d.created_at,
+                              f"dead letter for {target}{route}: {d.last_error or 'unknown'}"))
         else:
-            why = f", last: {d['last_error']}" if d["last_error"] else ""
-            steps.append(Step(d["next_attempt_at"],
-                              f"pending for {target}{route}, {d['attempts']} attempt(s) so far"
+            why = f", last: {d.last_error}" if d.last_error else ""
+            steps.append(Step(d.next_attempt_at,
+                              f"pending for {target}{route}, {d.attempts} attempt(s) so far"
                               f"{why}; next attempt"))
-    for a in await store.fetch("alarm_arc_attempts", event_id):
-        snu = f" (snu {a['snu']})" if a["snu"] is not None else ""
-        steps.append(Step(a["at"], f"sent to alarm centre {a['receiver']} ({a['arc']}): "
-                                   f"{a['outcome'].replace('_', ' ')}{snu}"))
-    for i in await store.fetch("alarm_incidents", event_id):
-        steps.append(Step(i["created_at"], f"incident raised: {i['reason']}"))
-        if i["resolved_at"]:
-            steps.append(Step(i["resolved_at"], "incident resolved"))
+    for a in await store.alarms.arc_attempts(event_id):
+        snu = f" (snu {a.snu})" if a.snu is not None else ""
+        steps.append(Step(a.at, f"sent to alarm centre {a.receiver} ({a.arc}): "
+                                f"{a.outcome.replace('_', ' ')}{snu}"))
+    for i in await store.alarms.incidents(event_id):
+        steps.append(Step(i.created_at, f"incident raised: {i.reason}"))
+        if i.resolved_at:
+            steps.append(Step(i.resolved_at, "incident resolved"))
     steps.sort(key=lambda s: s.at)
-    return History(event_id, event["device_id"], tuple(steps))
+    return History(event_id, event.device_id, tuple(steps))

@@ -45,29 +45,32 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from adapters.events import Alarm, DeviceEvent, Event
 from adapters.scaip import Snu
-from gateway.crypto import CryptoError, KeySuite, Opener, WrappedKey
+from gateway.crypto import CryptoError, Opener
 from gateway.delivery.arc_config import ArcAddress, ArcSpec
 from gateway.delivery.scaip_alarm import alarm_mrq, cancel_mrq, ping_mrq, ref_for, reset_mrq
 from gateway.delivery.scaip_client import Answer, ScaipClient
-from gateway.ingest.sealing import BatchRows, DeliveryRow, RelayPlaintext
+from gateway.ingest.sealing import RelayPlaintext
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.ownership import audit
+from gateway.store.arc import ArcClaim, ArcQueries
 from gateway.store.connector import Store
+from gateway.store.errors import DB_ERRORS
+from gateway.store.events import BatchRows, DeliveryRow
 
 log = get_logger("arc")
+# One write of the background writer: a statement of the ARC area.
+_Write = Callable[[ArcQueries], Awaitable[None]]
 
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 _OUTCOME_BY_SNU = {Snu.OK: "accepted", Snu.HOLD: "hold", Snu.NOT_TREATED: "not_treated",
                    Snu.BUSY: "busy"}
 _REF_CHARS = string.ascii_uppercase + string.digits
@@ -114,7 +117,7 @@ class ArcForwarder:
         self._tasks: list[asyncio.Task[None]] = []
         self._writer_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._writes: asyncio.Queue[tuple[str, tuple[object, ...]]] = asyncio.Queue()
+        self._writes: asyncio.Queue[tuple[str, _Write]] = asyncio.Queue()
         self._accepting = True
         # By device: accepted alarms it may cancel; cancels for alarms still being sent.
         self._accepted: dict[str, list[_Accepted]] = {}
@@ -270,7 +273,7 @@ class ArcForwarder:
 
     def _finish(self, job: ArcJob, which: str, address: ArcAddress, sent: int) -> None:
         metrics.ARC_ACCEPTED.labels(job.receiver, which).inc()
-        self._later("arc_done", job.event_id, job.receiver, sent)
+        self._later("done", lambda q: q.done(job.event_id, job.receiver, sent))
         accepted = _Accepted(job, which, address, time.monotonic() + CANCEL_WINDOW_S)
         device = job.alarm.device_id
         cancel = self._cancels.get(device)
@@ -282,33 +285,35 @@ class ArcForwarder:
         self._accepted[device].append(accepted)
 
     def _record(self, job: ArcJob, which: str, outcome: str, snu: int | None) -> None:
-        self._later("arc_attempt_add", job.event_id, job.receiver, which, outcome, snu)
+        self._later("attempt", lambda q: q.add_attempt(job.event_id, job.receiver, which, outcome,
+                                                        snu))
 
     def _incident(self, job: ArcJob, reason: str) -> None:
-        self._later("arc_incident", job.event_id, job.alarm.device_id, reason)
+        self._later("incident", lambda q: q.add_incident(job.event_id, job.alarm.device_id,
+                                                          reason))
 
-    def _later(self, query: str, *args: object) -> None:
+    def _later(self, what: str, write: _Write) -> None:
         """History, incidents and settlement go through one writer task, in order: a database
         that is away must never hold up the next send or an escalation."""
-        self._writes.put_nowait((query, args))
+        self._writes.put_nowait((what, write))
 
     async def _writer(self) -> None:
         while True:
-            query, args = await self._writes.get()
+            what, write = await self._writes.get()
             try:
-                await self._write(query, *args)
+                await self._write(what, write)
             finally:
                 self._writes.task_done()
 
-    async def _write(self, query: str, *args: object) -> None:
+    async def _write(self, what: str, write: _Write) -> None:
         """Retried while the database is away (the alarm has already gone)."""
         delay = 0.1
         while not self._stopping.is_set():
             try:
-                await self._store.execute(query, *args)
+                await write(self._store.arc)
                 return
             except DB_ERRORS as err:
-                log.warning("arc_write_failed", query=query, error=type(err).__name__)
+                log.warning("arc_write_failed", write=what, error=type(err).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -323,8 +328,8 @@ class ArcForwarder:
             if not keys:
                 continue
             try:
-                await self._store.execute("arc_extend_lease", [k[0] for k in keys],
-                                          [k[1] for k in keys], lease)
+                await self._store.arc.extend_lease([k[0] for k in keys],
+                                                   [k[1] for k in keys], lease)
             except DB_ERRORS as err:
                 log.warning("arc_lease_failed", error=type(err).__name__)
 
@@ -352,39 +357,34 @@ class ArcForwarder:
     async def recover_once(self, limit: int = 50) -> int:
         """Claim alarms whose lease ran out and handle them; returns how many."""
         assert self._opener is not None
-        rows = await self._store.fetch(
-            "arc_claim", limit, list(self._specs), [k[0] for k in self._jobs],
-            timedelta(seconds=self.lease_s))
+        rows = await self._store.arc.claim(limit, list(self._specs), [k[0] for k in self._jobs],
+                                           timedelta(seconds=self.lease_s))
         for row in rows:
             job = self._open(row)
             if job is None:
-                self._later("arc_dead", row["id"], "relay copy cannot be opened")
+                self._later("dead", _dead(row.id, "relay copy cannot be opened"))
                 continue
-            async with self._store.pool.acquire() as conn:
-                await audit.record(conn, "alarm_relay.open", str(row["event_id"]),
-                                   receiver=row["receiver"])
-            log.info("arc_recovered", event_id=str(row["event_id"]), receiver=row["receiver"])
+            async with self._store.transaction() as tx:
+                await audit.record(tx, "alarm_relay.open", str(row.event_id),
+                                   receiver=row.receiver)
+            log.info("arc_recovered", event_id=str(row.event_id), receiver=row.receiver)
             self.forward(job)
         return len(rows)
 
-    def _open(self, row: asyncpg.Record) -> ArcJob | None:
+    def _open(self, row: ArcClaim) -> ArcJob | None:
         assert self._opener is not None
-        if row["envelope"] is None or row["key_id"] is None:
+        if row.envelope is None or row.data_key is None:
             return None
-        key = WrappedKey(key_id=bytes(row["key_id"]), huvudman=row["key_owner"],
-                         subject_pseudonym=bytes(row["subject_pseudonym"]), epoch=row["epoch"],
-                         recipient_key_id=bytes(row["recipient_key_id"]),
-                         suite=KeySuite(row["suite"]), wrapped=bytes(row["wrapped"]))
         try:
             plain = msgspec.json.decode(
-                self._opener.open(bytes(row["envelope"]), event_id=row["event_id"],
-                                  kind="alarm", wrapped_key=key), type=RelayPlaintext)
+                self._opener.open(row.envelope, event_id=row.event_id, kind="alarm",
+                                  wrapped_key=row.data_key), type=RelayPlaintext)
         except (CryptoError, msgspec.DecodeError, msgspec.ValidationError) as err:
-            log.error("arc_relay_copy_unreadable", event_id=str(row["event_id"]),
+            log.error("arc_relay_copy_unreadable", event_id=str(row.event_id),
                       error=type(err).__name__)
             return None
-        receiver = row["receiver"]
-        return ArcJob(row["event_id"], receiver, plain.event, receiver in plain.positions_for)
+        return ArcJob(row.event_id, row.receiver, plain.event,
+                      row.receiver in plain.positions_for)
 
     # --- heartbeats ---------------------------------------------------------------------------
 
@@ -451,3 +451,10 @@ def jobs_from(deliveries: Sequence[DeliveryRow], events: Sequence[Event],
     alarms = {e.event_id: e for e in events if isinstance(e, Alarm) and e.event_id in new_ids}
     return [ArcJob(d.event_id, d.receiver, alarms[d.event_id], d.with_position)
             for d in arcs if d.receiver is not None and d.event_id in alarms]
+
+
+def _dead(delivery_id: int, reason: str) -> _Write:
+    async def write(q: ArcQueries) -> None:
+        await q.dead(delivery_id, reason)
+
+    return write

@@ -8,34 +8,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-
 from gateway.ownership import audit
-from gateway.store.connector import QUERIES, Store
+from gateway.store.connector import Store
+from gateway.store.outbox import OutboxEntry
 
 AUDIT_IDS_MAX = 100  # an audit entry lists at most this many ids (and always the count)
 
 
 async def list_deliveries(store: Store, *, state: str | None = None,
-                          huvudman: str | None = None, limit: int = 100) -> list[asyncpg.Record]:
+                          huvudman: str | None = None, limit: int = 100) -> list[OutboxEntry]:
     """Pending and dead deliveries (or one state), oldest first."""
-    return await store.fetch("delivery_list", state, huvudman, limit)
+    return await store.outbox.listing(state, huvudman, limit)
 
 
-async def inspect(store: Store, delivery_id: int) -> asyncpg.Record | None:
-    rows = await store.fetch("delivery_inspect", delivery_id)
-    return rows[0] if rows else None
+async def inspect(store: Store, delivery_id: int) -> OutboxEntry | None:
+    return await store.outbox.inspect(delivery_id)
 
 
 async def replay(store: Store, delivery_id: int | None, *,
                  huvudman: str | None = None) -> list[int]:
     """Dead letters back to pending with attempts reset: one (`delivery_id`) or every dead one
     (of `huvudman`, or all). Returns the ids replayed."""
-    async with store.pool.acquire() as conn, conn.transaction():
-        ids = [r["id"] for r in await conn.fetch(QUERIES["delivery_replay"], delivery_id,
-                                                 huvudman)]
+    async with store.transaction() as tx:
+        ids = await tx.outbox.replay(delivery_id, huvudman)
         if ids:
-            await audit.record(conn, "delivery.replay", _target(delivery_id, huvudman),
+            await audit.record(tx, "delivery.replay", _target(delivery_id, huvudman),
                                count=len(ids), ids=ids[:AUDIT_IDS_MAX])
     return ids
 
@@ -54,13 +51,12 @@ async def purge(store: Store, delivery_id: int | None, *, huvudman: str | None =
                 older_than_days: int = 0, dry_run: bool = True) -> PurgePlan:
     """Delete dead letters that ended at least `older_than_days` ago: one or all (of
     `huvudman`). The event and its sealed copies are not touched."""
-    async with store.pool.acquire() as conn, conn.transaction():
-        ids = [r["id"] for r in await conn.fetch(QUERIES["delivery_purge_candidates"],
-                                                 delivery_id, huvudman, older_than_days)]
+    async with store.transaction() as tx:
+        ids = await tx.outbox.purge_candidates(delivery_id, huvudman, older_than_days)
         if dry_run or not ids:
             return PurgePlan(ids, done=False)
-        deleted = [r["id"] for r in await conn.fetch(QUERIES["delivery_purge"], ids)]
-        await audit.record(conn, "delivery.purge", _target(delivery_id, huvudman),
+        deleted = await tx.outbox.purge(ids)
+        await audit.record(tx, "delivery.purge", _target(delivery_id, huvudman),
                            count=len(deleted), ids=deleted[:AUDIT_IDS_MAX],
                            older_than_days=older_than_days)
     return PurgePlan(deleted, done=True)

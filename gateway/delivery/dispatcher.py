@@ -25,13 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
-from gateway.delivery.outbox import Claimed, Outbox, Settlement, backoff
+from gateway.delivery.outbox import Claimed, Outbox, backoff
 from gateway.delivery.sink import Breaker, ItemResult, Sink, Verdict, destination
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.store.connector import Store
+from gateway.store.errors import DB_ERRORS
+from gateway.store.outbox import Settlement
 
 log = get_logger("delivery")
 
@@ -121,7 +121,7 @@ class Dispatcher:
             wake.clear()
             try:
                 claimed = await self.cycle(lane)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
+            except DB_ERRORS as err:
                 log.warning("delivery_cycle_failed", lane=lane, error=type(err).__name__)
                 await self._wait(wake, 1.0)
                 continue
@@ -144,12 +144,10 @@ class Dispatcher:
     async def _gauge_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                counts = dict.fromkeys(LANES, 0)
-                for row in await self._store.fetch("pending_deliveries"):
-                    counts[row["lane"]] = row["count"]
+                counts = dict.fromkeys(LANES, 0) | await self._store.outbox.pending_by_lane()
                 for lane, count in counts.items():
                     metrics.DELIVERY_PENDING.labels(lane).set(count)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except DB_ERRORS:
                 pass
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 5.0)

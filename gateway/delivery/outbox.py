@@ -1,6 +1,6 @@
 """The outbox side of delivery: claim a lane's due deliveries, and settle what sinks answered.
 
-Both are one statement per batch (queries.sql `delivery_claim`, `delivery_settle`). A claim
+Both are one statement per batch (gateway/store/sql/outbox.sql `claim`, `settle`). A claim
 leases its rows by moving `next_attempt_at` forward by the lease, so several dispatchers, in
 one process or many, never hold the same row at once, and a crashed dispatcher's claims come
 due again when the lease ends (then it is sent again: delivery is at least once, and the event
@@ -14,12 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg
-
-from gateway.crypto import KeySuite, WrappedKey
 from gateway.delivery import wire
 from gateway.delivery.sink import RECEIVER_PREFIX
 from gateway.store.connector import Store
+from gateway.store.outbox import ClaimedRow, Settlement
 
 BACKOFF_FACTOR = 2.0
 BACKOFF_CAP_S = 600.0
@@ -36,16 +34,6 @@ class Claimed:
     attempts: int
     stored_at: datetime | None
     item: wire.Item | None  # None: the sealed copy or its data key no longer exists
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """What to do with one claimed delivery: done, retry, dead or defer (not counted)."""
-
-    id: int
-    outcome: str
-    delay_s: float = 0.0
-    reason: str | None = None
 
 
 def backoff(attempts: int, base_s: float, *, cap_s: float = BACKOFF_CAP_S,
@@ -70,8 +58,7 @@ class Outbox:
                      if k.startswith(RECEIVER_PREFIX)]
         if not keys:
             return []
-        rows = await self._store.fetch("delivery_claim", lane, limit, self.lease, huvudman,
-                                       receivers)
+        rows = await self._store.outbox.claim(lane, limit, self.lease, huvudman, receivers)
         return [_claimed(r) for r in rows]
 
     async def settle(self, settlements: Sequence[Settlement]) -> dict[int, str]:
@@ -79,24 +66,15 @@ class Outbox:
         replayed or purged meanwhile, are left alone and missing)."""
         if not settlements:
             return {}
-        rows = await self._store.fetch(
-            "delivery_settle", [s.id for s in settlements], [s.outcome for s in settlements],
-            [s.delay_s for s in settlements], [s.reason for s in settlements],
-            self.max_attempts)
-        return {r["id"]: r["state"] for r in rows}
+        return await self._store.outbox.settle(settlements, self.max_attempts)
 
 
-def _claimed(row: asyncpg.Record) -> Claimed:
+def _claimed(row: ClaimedRow) -> Claimed:
     item = None
-    if row["envelope"] is not None and row["key_id"] is not None and row["kind"] is not None:
-        key = WrappedKey(key_id=bytes(row["key_id"]), huvudman=row["key_owner"],
-                         subject_pseudonym=bytes(row["subject_pseudonym"]), epoch=row["epoch"],
-                         recipient_key_id=bytes(row["recipient_key_id"]),
-                         suite=KeySuite(row["suite"]), wrapped=bytes(row["wrapped"]))
-        item = wire.item(event_id=row["event_id"], huvudman=row["huvudman"], kind=row["kind"],
-                         event_type=row["event_type"], measured_at=row["measured_at"],
-                         lane=row["lane"], envelope=bytes(row["envelope"]), data_key=key,
-                         receiver=row["receiver"])
-    return Claimed(id=row["id"], lane=row["lane"], huvudman=row["huvudman"],
-                   receiver=row["receiver"], attempts=row["attempts"],
-                   stored_at=row["stored_at"], item=item)
+    if row.envelope is not None and row.data_key is not None and row.kind is not None \
+            and row.event_type is not None:
+        item = wire.item(event_id=row.event_id, huvudman=row.huvudman, kind=row.kind,
+                         event_type=row.event_type, measured_at=row.measured_at, lane=row.lane,
+                         envelope=row.envelope, data_key=row.data_key, receiver=row.receiver)
+    return Claimed(id=row.id, lane=row.lane, huvudman=row.huvudman, receiver=row.receiver,
+                   attempts=row.attempts, stored_at=row.stored_at, item=item)

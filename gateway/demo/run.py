@@ -146,8 +146,8 @@ async def _main(settings: Settings, interval_s: float) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 5)
-            stored = {r[0]: r[1] for r in await store.fetch("event_counts_by_type")}
-            queued = {r[0]: r[1] for r in await store.fetch("pending_deliveries")}
+            stored = await store.events.counts_by_type()
+            queued = await store.outbox.pending_by_lane()
             # One line however wide, so that it can be followed with grep.
             console.print(f"stored events {stored or '{}'} · deliveries queued "
                           f"{queued or '{}'}" + (receivers.status() if receivers else ""),

@@ -29,18 +29,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import asyncpg
-
 from adapters.events import Alarm, Event
-from gateway.ingest.sealing import BatchRows
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.store.connector import Store
+from gateway.store.errors import DB_ERRORS, data_fault
+from gateway.store.events import BatchRows
 
 log = get_logger("pipeline")
-# SQLSTATE classes in which the rows themselves are at fault (data exception, integrity
-# constraint violation): the same rows can never commit, however often they are retried.
-_DATA_FAULTS = ("22", "23")
 # Events routed and sealed, or submissions acknowledged, between two yields to the event loop.
 CHUNK = 200
 
@@ -68,13 +64,6 @@ class _Unstorable(Exception):
     def __init__(self, sqlstate: str) -> None:
         super().__init__(sqlstate)
         self.sqlstate = sqlstate
-
-
-def _data_fault(err: BaseException) -> str | None:
-    sqlstate = str(getattr(err, "sqlstate", "") or "")
-    if isinstance(err, asyncpg.PostgresError) and sqlstate[:2] in _DATA_FAULTS:
-        return sqlstate
-    return None
 
 
 @dataclass(slots=True)
@@ -291,10 +280,9 @@ class Pipeline:
         while True:
             started = time.monotonic()
             try:
-                result = await self._store.write_batch(rows)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    TimeoutError) as err:
-                sqlstate = _data_fault(err)
+                result = await self._store.events.write_batch(rows)
+            except DB_ERRORS as err:
+                sqlstate = data_fault(err)
                 if sqlstate is not None:
                     raise _Unstorable(sqlstate) from None
                 metrics.COMMIT_FAILURES.inc()

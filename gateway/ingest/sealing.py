@@ -12,15 +12,15 @@ Everything here happens in memory, for a whole batch, before the one transaction
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import msgspec
 
 from adapters.events import Alarm, Event, kind_of
-from gateway.crypto import HuvudmanPublicKey, Sealer, WrappedKey, parse_header
+from gateway.crypto import HuvudmanPublicKey, Sealer, parse_header
 from gateway.ownership.routing import AssignmentIndex, Destination, Routing
+from gateway.store.events import BatchRows, CopyRow, DeliveryRow, EventRow, IncidentRow
 
 QUARANTINE = "hmc-quarantine"
 QUARANTINE_SUBJECT = "quarantine"
@@ -53,79 +53,6 @@ class RelayPlaintext(msgspec.Struct, frozen=True):
 
     event: Alarm
     positions_for: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    event_id: uuid.UUID
-    measured_at: datetime
-    received_at: datetime
-    device_id: str
-    event_type: str
-    kind: str
-    code: int | None
-    source: str
-    flags: tuple[str, ...]
-    routed_at: datetime
-    quarantined: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CopyRow:
-    event_id: uuid.UUID
-    measured_at: datetime
-    recipient: str
-    key_id: bytes
-    envelope: bytes
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRow:
-    event_id: uuid.UUID
-    huvudman: str | None
-    assignment_id: uuid.UUID | None
-    lane: str
-    receiver: str | None
-    # 'owner': the owner's copy to its sink; 'arc': the alarm to the alarm centre `receiver`.
-    target: str = "owner"
-    # Stored as due this much later: an ARC row is leased to this instance's fast path.
-    delay_s: float = 0.0
-    with_position: bool = False  # ARC rows: the assignment lets this receiver see positions
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentRow:
-    event_id: uuid.UUID
-    device_id: str
-    reason: str
-
-
-@dataclass(slots=True)
-class BatchRows:
-    events: list[EventRow] = field(default_factory=list)
-    copies: list[CopyRow] = field(default_factory=list)
-    deliveries: list[DeliveryRow] = field(default_factory=list)
-    data_keys: dict[bytes, WrappedKey] = field(default_factory=dict)
-    incidents: list[IncidentRow] = field(default_factory=list)
-
-    def extend(self, other: BatchRows) -> None:
-        self.events.extend(other.events)
-        self.copies.extend(other.copies)
-        self.deliveries.extend(other.deliveries)
-        self.data_keys.update(other.data_keys)
-        self.incidents.extend(other.incidents)
-
-    def only(self, ids: Collection[uuid.UUID]) -> BatchRows:
-        """The rows of the events `ids`, with only the data keys their copies are sealed
-        under (so a bad key sinks only the events that need it)."""
-        wanted = set(ids)
-        copies = [c for c in self.copies if c.event_id in wanted]
-        used = {c.key_id for c in copies}
-        return BatchRows([e for e in self.events if e.event_id in wanted], copies,
-                         [d for d in self.deliveries if d.event_id in wanted],
-                         {k: v for k, v in self.data_keys.items() if k in used},
-                         [i for i in self.incidents if i.event_id in wanted])
 
 
 def epoch_of(at: datetime) -> int:

@@ -46,8 +46,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import asyncpg
-
 from adapters.events import Alarm, AlarmType, DeviceStatus, Event, event_id
 from gateway.ingest.pipeline import Committed
 from gateway.observability import metrics
@@ -55,6 +53,8 @@ from gateway.observability.logs import get as get_logger
 from gateway.ownership.registry import Device, Registry
 from gateway.settings import Settings
 from gateway.store.connector import Store
+from gateway.store.errors import DB_ERRORS
+from gateway.store.supervision import SeenRow
 
 log = get_logger("supervision")
 
@@ -197,13 +197,12 @@ class Supervisor:
 
     async def load(self) -> None:
         """What earlier runs (or other instances) recorded; merged, never moved backwards."""
-        for row in await self._store.fetch("supervision_load"):
-            device_id = row["device_id"]
-            seen = row["last_seen_at"]
+        for row in await self._store.supervision.load():
+            device_id, seen = row.device_id, row.last_seen_at
             if device_id not in self.last_seen or self.last_seen[device_id] < seen:
                 self.last_seen[device_id] = seen
-            if row["battery_low_since"] is not None and device_id not in self._dirty_battery:
-                self.battery_low_since[device_id] = row["battery_low_since"]
+            if row.battery_low_since is not None and device_id not in self._dirty_battery:
+                self.battery_low_since[device_id] = row.battery_low_since
 
     async def flush(self) -> int:
         """Write what changed since the last flush, in one statement. Returns rows sent."""
@@ -212,14 +211,11 @@ class Supervisor:
             return 0
         seen, battery = self._dirty_seen, self._dirty_battery
         self._dirty_seen, self._dirty_battery = set(), set()
-        rows = [(d, self.last_seen.get(d)) for d in ids]
-        rows = [(d, t) for d, t in rows if t is not None]
+        rows = [SeenRow(d, at, self.battery_low_since.get(d), battery_known=d in battery)
+                for d in ids if (at := self.last_seen.get(d)) is not None]
         try:
-            await self._store.execute(
-                "supervision_flush", [d for d, _ in rows], [t for _, t in rows],
-                [self.battery_low_since.get(d) for d, _ in rows],
-                [d in battery for d, _ in rows])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
+            await self._store.supervision.flush(rows)
+        except DB_ERRORS as err:
             self._dirty_seen |= seen  # kept for the next flush
             self._dirty_battery |= battery
             log.warning("supervision_flush_failed", devices=len(rows),
@@ -337,10 +333,11 @@ class Supervisor:
         metrics.SUPERVISED_DEVICES.set(supervised)
         if candidates:
             # Another instance may have heard them: the database has its flushed last-seen.
-            for row in await self._store.fetch("supervision_last_seen", list(candidates)):
-                mine = self.last_seen.get(row["device_id"])
-                if mine is None or row["last_seen_at"] > mine:
-                    self.last_seen[row["device_id"]] = row["last_seen_at"]
+            theirs = await self._store.supervision.last_seen(list(candidates))
+            for device_id, seen in theirs.items():
+                mine = self.last_seen.get(device_id)
+                if mine is None or seen > mine:
+                    self.last_seen[device_id] = seen
         alarms: list[Alarm] = []
         silences: dict[str, datetime] = {}
         for device_id in candidates:
@@ -380,7 +377,7 @@ class Supervisor:
                     await self.check()
                 else:
                     await self.flush()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except DB_ERRORS:
                 pass  # logged by flush, or the database is away: try again next round
             except Exception:
                 log.exception("supervision_check_failed")

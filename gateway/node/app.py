@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -25,8 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.delivery import wire
 from gateway.node import metrics
 from gateway.node.opening import ItemOpener, Opened, Refused
-from gateway.node.storage import NodeStore
 from gateway.observability import logs
+from gateway.store.errors import DB_ERRORS
+from gateway.store.node import NodeStore
 from gateway.transports.http.body import read_limited
 
 log = logs.get("gateway.node")
@@ -126,7 +126,7 @@ def create_app(receiver: Receiver, *, max_body_bytes: int) -> FastAPI:
             return _json(401, {"error": problem})
         try:
             results = await receiver.receive(body)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+        except DB_ERRORS as err:
             metrics.REQUESTS.labels("unavailable").inc()
             log.warning("delivery_store_failed", error=type(err).__name__)
             return _json(503, {"error": "storage unavailable; retry"})

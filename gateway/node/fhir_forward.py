@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram
@@ -49,10 +48,10 @@ from gateway.delivery.sink import safe_reason
 from gateway.node import fhir_bundle
 from gateway.node.fhir_bundle import Identifiers, NotSent
 from gateway.observability import logs
-from gateway.store.connector import load_queries
+from gateway.store.errors import DB_ERRORS
+from gateway.store.node import FhirClaim, FhirSettlement, NodeQueries
 
 log = logs.get("gateway.node.fhir")
-QUERIES = load_queries("gateway.node")
 FHIR_JSON = "application/fhir+json"
 
 FORWARDED = Counter("gateway_node_fhir_forwarded_total",
@@ -165,9 +164,9 @@ class _Claimed:
 class FhirForwarder:
     """The background loop; `start()` and `stop()` from the node, `cycle()` for one round."""
 
-    def __init__(self, pool: asyncpg.Pool, config: FhirConfig,
+    def __init__(self, queries: NodeQueries, config: FhirConfig,
                  client: httpx.AsyncClient | None = None) -> None:
-        self.pool = pool
+        self._queries = queries
         self.config = config
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON, "Prefer": "return=minimal"}
         if config.token:
@@ -198,8 +197,8 @@ class FhirForwarder:
                 await self._task
             self._task = None
         if self._claimed:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
-                await self.pool.execute(QUERIES["fhir_release"], list(self._claimed))
+            with contextlib.suppress(*DB_ERRORS):
+                await self._queries.fhir_release(list(self._claimed))
             self._claimed.clear()
         await self._client.aclose()
 
@@ -209,7 +208,7 @@ class FhirForwarder:
             try:
                 handled, failed = await self.cycle()
                 await self._refresh_metrics()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+            except DB_ERRORS as err:
                 log.warning("fhir_cycle_failed", error=type(err).__name__)
                 handled, failed, self.asked_pause_s = 0, True, 0.0
             except Exception as err:  # a bug must not end forwarding for good, nor leak data
@@ -233,11 +232,10 @@ class FhirForwarder:
     async def cycle(self) -> tuple[int, bool]:
         """Claim, send and settle one batch: (rows handled, whether the request failed as a
         whole, so the server is not to be asked again at once)."""
-        rows = await self.pool.fetch(QUERIES["fhir_claim"], self.config.batch_max,
-                                     self.config.lease)
+        rows = await self._queries.fhir_claim(self.config.batch_max, self.config.lease)
         if not rows:
             return 0, False
-        claimed = [self._prepare(r) for r in sorted(rows, key=lambda r: r["measured_at"])]
+        claimed = [self._prepare(r) for r in sorted(rows, key=lambda r: r.measured_at)]
         self._claimed.update(c.event_id for c in claimed)
         try:
             results = [Result(c.event_id, "dead", "not_sendable", None, c.not_sent)
@@ -254,13 +252,13 @@ class FhirForwarder:
                                   if r.retry_after_s is not None), default=0.0)
         return len(claimed), failed
 
-    def _prepare(self, row: asyncpg.Record) -> _Claimed:
+    def _prepare(self, row: FhirClaim) -> _Claimed:
         try:
-            event, refs = fhir_bundle.decode_copy(row["content"], row["subjects"])
+            event, refs = fhir_bundle.decode_copy(row.content, row.subjects)
             built = fhir_bundle.entry(event, refs, self.config.identifiers)
         except NotSent as err:
-            return _Claimed(row["event_id"], row["fhir_attempts"], None, err.reason)
-        return _Claimed(row["event_id"], row["fhir_attempts"], built)
+            return _Claimed(row.event_id, row.attempts, None, err.reason)
+        return _Claimed(row.event_id, row.attempts, built)
 
     async def _send(self, batch: Sequence[_Claimed]) -> list[Result]:
         body = msgspec.json.encode(fhir_bundle.transaction([c.entry for c in batch
@@ -315,9 +313,9 @@ class FhirForwarder:
         delays = [max(backoff(attempts[r.event_id], self.config.backoff_base_s,
                               cap_s=self.config.backoff_cap_s), r.retry_after_s or 0.0)
                   if r.outcome == "retry" else 0.0 for r in results]
-        await self.pool.execute(
-            QUERIES["fhir_settle"], [r.event_id for r in results], [r.outcome for r in results],
-            delays, [r.status for r in results], [r.reason for r in results])
+        await self._queries.fhir_settle([
+            FhirSettlement(r.event_id, r.outcome, delay, r.status, r.reason)
+            for r, delay in zip(results, delays, strict=True)])
         for r in results:
             if r.outcome == "done":
                 FORWARDED.labels(r.kind).inc()
@@ -336,10 +334,10 @@ class FhirForwarder:
         if now - self._metrics_at < self.config.metrics_every_s:
             return
         self._metrics_at = now
-        row = await self.pool.fetchrow(QUERIES["fhir_counts"])
-        PENDING.set(row["pending"])
-        DEAD.set(row["dead"])
-        OLDEST_PENDING.set(row["oldest_s"] or 0.0)
+        counts = await self._queries.fhir_counts()
+        PENDING.set(counts.pending)
+        DEAD.set(counts.dead)
+        OLDEST_PENDING.set(counts.oldest_pending_s or 0.0)
 
 
 def _phrase(status: int) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import binascii
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 
 import msgspec
 
@@ -28,6 +26,7 @@ from gateway.crypto import (
 from gateway.crypto.subject import open_subject
 from gateway.delivery import wire
 from gateway.ingest.sealing import CopyPlaintext
+from gateway.store.node import NodeCopy
 
 NOT_THIS_HUVUDMAN = "not this huvudman"
 _KEY_ID_LEN = 16  # a sealed subject reference starts with its public key's id
@@ -41,17 +40,8 @@ class Refused(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Opened:
-    event_id: uuid.UUID
-    measured_at: datetime
-    kind: str
-    event_type: str
-    lane: str
-    content: str  # the opened event, JSON
-    subjects: str  # [{assignment_id, subject_ref}], JSON
-    routed_at: datetime | None
-
+# One delivered item opened: what the node stores (gateway/store/node.py).
+Opened = NodeCopy
 
 _encoder = msgspec.json.Encoder()
 _copy_decoder = msgspec.json.Decoder(CopyPlaintext)

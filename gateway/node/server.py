@@ -18,8 +18,8 @@ from gateway.crypto import HuvudmanPrivateKey, KeyFormatError, load_private_key
 from gateway.node.app import Receiver, create_app
 from gateway.node.fhir_forward import FhirConfig, FhirForwarder
 from gateway.node.opening import ItemOpener
-from gateway.node.storage import NodeStore, migrate_node
 from gateway.observability import logs
+from gateway.store.node import NodeStore, migrate_node
 
 log = logs.get("gateway.node")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # a 500-item batch is well under 2 MiB
@@ -133,7 +133,7 @@ async def start_node(config: NodeConfig, *, install_signals: bool = False) -> Ru
         raise
     forwarder = None
     if config.fhir is not None:  # after the server started: nothing to stop if it did not
-        forwarder = FhirForwarder(store.pool, config.fhir)
+        forwarder = FhirForwarder(store.queries, config.fhir)
         receiver.on_stored = forwarder.wake
         forwarder.start()
     log.info("node_started", huvudman=config.huvudman, keys=len(config.private_keys),

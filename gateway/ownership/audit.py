@@ -1,7 +1,7 @@
 """The audit trail: who changed ownership, keys or data, and when. Ids only.
 
-Entries are appended in the same transaction as the change they record (pass the connection),
-so a change and its audit entry commit or roll back together.
+Entries are appended in the same transaction as the change they record (pass the
+`Store.transaction()`), so a change and its audit entry commit or roll back together.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import msgspec
 
-from gateway.store.connector import QUERIES, Store
+from gateway.store.connector import Areas, Transaction
 
 
 def actor() -> str:
@@ -26,13 +25,11 @@ def actor() -> str:
 _default_actor = actor
 
 
-async def record(conn: asyncpg.Connection, action: str, target: str, *,
+async def record(tx: Transaction, action: str, target: str, *,
                  actor: str | None = None, **details: Any) -> int:
     """Append an entry; `actor` (an authenticated operator) overrides the default `actor()`."""
     who = actor if actor is not None else _default_actor()
-    seq: int = await conn.fetchval(QUERIES["audit_append"], who, action, target,
-                                   msgspec.json.encode(details).decode())
-    return seq
+    return await tx.audit.append(who, action, target, msgspec.json.encode(details).decode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +44,10 @@ class Verification:
         return self.first_break is None
 
 
-async def verify(store: Store) -> Verification:
-    broken = await store.fetch("audit_verify")
-    head = (await store.fetch("audit_head"))[0]
-    return Verification(
-        entries=int(head["entries"]), head=bytes(head["head"]) if head["head"] else None,
-        first_break=broken[0]["seq"] if broken else None,
-        problem=broken[0]["problem"] if broken else None)
+async def verify(store: Areas) -> Verification:
+    """Recompute the chain (on the pool, or inside a transaction)."""
+    broken = await store.audit.first_break()
+    head = await store.audit.head()
+    return Verification(entries=head.entries, head=head.head,
+                        first_break=broken.seq if broken else None,
+                        problem=broken.problem if broken else None)

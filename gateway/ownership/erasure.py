@@ -19,7 +19,7 @@ from datetime import date, datetime
 from gateway.crypto import Pseudonymizer
 from gateway.ownership import audit
 from gateway.ownership.subjects import subject_key
-from gateway.store.connector import QUERIES, Store
+from gateway.store.connector import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,21 +42,21 @@ class Plan:
         return text
 
 
-async def _keys(store: Store, query: str, *args: object) -> list[bytes]:
-    return [bytes(r["key_id"]) for r in await store.fetch(query, *args)]
-
-
-async def _shred(store: Store, plan: Plan, keys: list[bytes], action: str, target: str,
-                 extra_sql: list[tuple[str, tuple[object, ...]]] | None = None) -> Plan:
-    async with store.pool.acquire() as conn, conn.transaction():
-        await conn.execute(QUERIES["delete_keys"], keys)
+async def _shred(store: Store, plan: Plan, keys: list[bytes], action: str, target: str, *,
+                 forget_subject: tuple[str, str] | None = None,
+                 partitions: tuple[str, ...] = ()) -> Plan:
+    """Destroy `keys` (and forget a subject's sealed references, drop `partitions`) in one
+    transaction with its audit entry; ingest processes are told to drop cached keys."""
+    async with store.transaction() as tx:
+        await tx.erasure.delete_keys(keys)
         assignments = 0
-        for sql, args in extra_sql or []:
-            result = await conn.fetch(sql, *args)
-            assignments += len(result)
-        await audit.record(conn, action, target, data_keys=len(keys), copies=plan.copies,
+        if forget_subject is not None:
+            assignments = await tx.erasure.forget_subject_refs(*forget_subject)
+        for partition in partitions:
+            await tx.erasure.drop_partition(partition)
+        await audit.record(tx, action, target, data_keys=len(keys), copies=plan.copies,
                            partitions=list(plan.partitions))
-        await conn.execute("SELECT pg_notify('keys_erased', $1)", target)
+        await tx.erasure.notify_keys_erased(target)
     return Plan(plan.what, plan.data_keys, plan.copies, plan.partitions,
                 assignments or plan.assignments, done=True)
 
@@ -67,19 +67,19 @@ async def erase_subject(store: Store, pseudonyms: Pseudonymizer, huvudman: str,
     # Assignments hold the subject's key; data keys are filed under the pseudonym of that key
     # (the Sealer pseudonymises whatever subject it is given).
     pseudonym = subject_key(pseudonyms, huvudman, subject_ref)
-    keys = await _keys(store, "subject_keys", huvudman, pseudonyms.of(huvudman, pseudonym))
-    copies = int(await store.fetchval("copies_under_keys", keys)) if keys else 0
+    keys = await store.erasure.subject_keys(huvudman, pseudonyms.of(huvudman, pseudonym))
+    copies = await store.erasure.copies_under_keys(keys)
     plan = Plan(f"subject {pseudonym} at huvudman {huvudman}", len(keys), copies)
     if dry_run:
         return plan
     return await _shred(store, plan, keys, "erase.subject", f"{huvudman}/{pseudonym}",
-                        [(QUERIES["forget_subject_refs"], (huvudman, pseudonym))])
+                        forget_subject=(huvudman, pseudonym))
 
 
 async def erase_huvudman(store: Store, huvudman: str, *, dry_run: bool) -> Plan:
     """Everything sealed for a huvudman that leaves the collaboration."""
-    keys = await _keys(store, "huvudman_keys", huvudman)
-    copies = int(await store.fetchval("copies_under_keys", keys)) if keys else 0
+    keys = await store.erasure.huvudman_keys(huvudman)
+    copies = await store.erasure.copies_under_keys(keys)
     plan = Plan(f"huvudman {huvudman}", len(keys), copies)
     if dry_run:
         return plan
@@ -91,24 +91,21 @@ async def apply_retention(store: Store, before: date, *, huvudman: str | None,
     """Data measured before `before` (a month start): its epochs' keys, and, for everyone at
     once, the monthly partitions that hold nothing newer."""
     epoch = before.year * 100 + before.month
-    keys = await _keys(store, "epoch_keys", epoch, huvudman)
-    copies = int(await store.fetchval("copies_under_keys", keys)) if keys else 0
-    partitions = () if huvudman else tuple(
-        r["partition"] for r in await store.fetch("old_partitions", before))
+    keys = await store.erasure.epoch_keys(epoch, huvudman)
+    copies = await store.erasure.copies_under_keys(keys)
+    partitions = () if huvudman else tuple(await store.erasure.old_partitions(before))
     plan = Plan(f"data measured before {before:%Y-%m}" + (f" at huvudman {huvudman}"
                                                           if huvudman else ""),
                 len(keys), copies, partitions)
     if dry_run:
         return plan
-    drops = [(f'DROP TABLE "{p}"', ()) for p in partitions]  # names come from pg_class
-    done = await _shred(store, plan, keys, "retention.apply",
-                        huvudman or "all", [(sql, a) for sql, a in drops])
+    done = await _shred(store, plan, keys, "retention.apply", huvudman or "all",
+                        partitions=partitions)
     return Plan(done.what, done.data_keys, done.copies, done.partitions, 0, True)
 
 
 async def purge_quarantine(store: Store, now: datetime, *, dry_run: bool) -> int:
     """Delete quarantined copies whose fault-finding time is over."""
     if dry_run:
-        return int(await store.fetchval("expired_quarantine", now))
-    status = await store.execute("purge_quarantine", now)
-    return int(status.rsplit(" ", 1)[-1])
+        return await store.erasure.expired_quarantine(now)
+    return await store.erasure.purge_quarantine(now)

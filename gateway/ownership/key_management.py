@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import asyncpg
-
 from gateway.crypto import (
     DEFAULT_SUITE,
     HuvudmanPrivateKey,
@@ -24,8 +22,9 @@ from gateway.crypto import (
 )
 from gateway.ingest.sealing import QUARANTINE, RELAY
 from gateway.ownership import audit
-from gateway.ownership.registration import AdminError
-from gateway.store.connector import QUERIES, Store
+from gateway.ownership.specs import Refusal
+from gateway.store.connector import Store
+from gateway.store.errors import UnknownReference
 
 
 def key_paths(folder: Path, owner: str) -> tuple[Path, Path]:
@@ -38,7 +37,7 @@ def write_keypair(folder: Path, owner: str,
     folder.mkdir(parents=True, exist_ok=True)
     private_path, public_path = key_paths(folder, owner)
     if private_path.exists():
-        raise AdminError(f"{private_path} exists; move it away before generating a new pair")
+        raise Refusal(f"{private_path} exists; move it away before generating a new pair")
     private, public = generate_keypair(owner, suite)
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -64,28 +63,28 @@ def read_public(path: Path) -> HuvudmanPublicKey:
     try:
         return load_public_key(path.read_bytes())
     except OSError as err:
-        raise AdminError(f"{path}: {err.strerror}") from None
+        raise Refusal(f"{path}: {err.strerror}") from None
 
 
 async def register(store: Store, key: HuvudmanPublicKey, *, rotate: bool = False) -> None:
     """Make `key` the huvudman's active key; with `rotate`, retire the one it replaces."""
-    async with store.pool.acquire() as conn, conn.transaction():
-        active = await conn.fetchval(QUERIES["active_public_key"], key.huvudman)
-        if active is not None and bytes(active) == key.key_id:
+    async with store.transaction() as tx:
+        active = await tx.keys.active_key_id(key.huvudman)
+        if active == key.key_id:
             return  # already the active key: registering again changes nothing
         if active is not None:
             if not rotate:
-                raise AdminError(f"huvudman {key.huvudman} already has an active key; "
-                                 "use `gateway keys rotate` to replace it")
-            retired = await conn.fetch(QUERIES["retire_public_keys"], key.huvudman)
-            await audit.record(conn, "key.retire", key.huvudman,
-                               key_ids=[bytes(r["key_id"]).hex() for r in retired])
+                raise Refusal(f"huvudman {key.huvudman} already has an active key; "
+                              "use `gateway keys rotate` to replace it")
+            retired = await tx.keys.retire(key.huvudman)
+            await audit.record(tx, "key.retire", key.huvudman,
+                               key_ids=[k.hex() for k in retired])
         try:
-            await conn.execute(QUERIES["insert_public_key"], key.key_id, key.huvudman,
-                               key.suite.value, key.to_pem().decode())
-        except asyncpg.ForeignKeyViolationError:
-            raise AdminError(f"unknown huvudman {key.huvudman}") from None
-        await audit.record(conn, "key.register", key.huvudman, key_id=key.key_id.hex(),
+            await tx.keys.insert(key.key_id, key.huvudman, key.suite.value,
+                                 key.to_pem().decode())
+        except UnknownReference:
+            raise Refusal(f"unknown huvudman {key.huvudman}") from None
+        await audit.record(tx, "key.register", key.huvudman, key_id=key.key_id.hex(),
                            suite=key.suite.value)
 
 

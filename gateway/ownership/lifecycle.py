@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-import asyncpg
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -44,9 +43,12 @@ from adapters.codes import Kind
 from gateway.ingest import dose_alarms
 from gateway.ownership import audit, subjects
 from gateway.ownership.assignment import LegalBasis
-from gateway.ownership.registration import AdminError, DeviceSpec, HuvudmanCode
 from gateway.ownership.registry import new_token, token_hash
-from gateway.store.connector import QUERIES, Store, as_interval
+from gateway.ownership.specs import DeviceSpec, HuvudmanCode, Refusal
+from gateway.store.connector import Store, Transaction, as_interval
+from gateway.store.errors import UnknownReference
+from gateway.store.lifecycle import LockedDevice
+from gateway.store.registration import NewAssignmentRow
 
 # How far in the future a return may be dated (clock skew between an operator and the server).
 FUTURE_SLACK = timedelta(minutes=1)
@@ -141,7 +143,7 @@ def refusal(device_id: str, state: State, action: Action) -> str:
             f"{wanted.done}{again}.{tail}")
 
 
-class LifecycleError(AdminError):
+class LifecycleError(Refusal):
     """A refusal for the operator; `status` is its HTTP answer."""
 
     status = 400
@@ -237,37 +239,48 @@ class LifecycleResult:
         return out
 
 
-async def _lock(conn: asyncpg.Connection, device_id: str, action: Action) -> asyncpg.Record:
-    row = await conn.fetchrow(QUERIES["lifecycle_lock_device"], device_id)
-    if row is None:
+async def _lock(tx: Transaction, device_id: str, action: Action) -> LockedDevice:
+    device = await tx.lifecycle.lock_device(device_id)
+    if device is None:
         raise DeviceNotFound(device_id)
-    state = State(row["state"])
+    state = State(device.state)
     if state not in TRANSITIONS[action].sources:
         raise TransitionRefused(device_id, state, action)
-    return row
+    return device
 
 
-async def _set_state(conn: asyncpg.Connection, device_id: str, action: Action) -> State:
+async def _set_state(tx: Transaction, device_id: str, action: Action) -> State:
     target = TRANSITIONS[action].target
-    await conn.execute(QUERIES["lifecycle_set_state"], device_id, target.value)
+    await tx.lifecycle.set_state(device_id, target.value)
     return target
 
 
-async def _end_open(conn: asyncpg.Connection, device_id: str, at: datetime,
+async def _end_open(tx: Transaction, device_id: str, at: datetime,
                     actor: str | None) -> list[uuid.UUID]:
     """End every assignment still covering time from `at` on (one not yet begun ends at its
     own start, covering nothing). History stays."""
     ended = []
-    for row in await conn.fetch(QUERIES["lifecycle_open_assignments"], device_id, at):
-        valid_to = await conn.fetchval(QUERIES["lifecycle_end_assignment"], row["id"], at)
-        await audit.record(conn, "assignment.end", str(row["id"]), actor=actor,
-                           device=device_id, huvudman=row["huvudman"], valid_to=valid_to)
-        ended.append(row["id"])
+    for open_one in await tx.lifecycle.open_assignments(device_id, at):
+        valid_to = await tx.lifecycle.end_assignment(open_one.id, at)
+        await audit.record(tx, "assignment.end", str(open_one.id), actor=actor,
+                           device=device_id, huvudman=open_one.huvudman, valid_to=valid_to)
+        ended.append(open_one.id)
     return ended
 
 
-async def _unpair(conn: asyncpg.Connection, device_id: str) -> list[str]:
-    return sorted(r["id"] for r in await conn.fetch(QUERIES["lifecycle_unpair"], device_id))
+async def enter_assigned(tx: Transaction, device_id: str) -> None:
+    """An assignment was added outside `assign` (a config file, `gateway assignment add`): the
+    device is assigned from now on, by the same rules as `assign`. A device that is assigned
+    already (a kommun beside the region) stays so, its `state_since` unchanged."""
+    device = await tx.lifecycle.lock_device(device_id)
+    if device is None:
+        raise DeviceNotFound(device_id)
+    state = State(device.state)
+    if state is State.ASSIGNED:
+        return
+    if state not in TRANSITIONS[Action.ASSIGN].sources:
+        raise TransitionRefused(device_id, state, Action.ASSIGN)
+    await _set_state(tx, device_id, Action.ASSIGN)
 
 
 async def register(store: Store, device_id: str, device_type: str, model: str | None = None,
@@ -280,21 +293,47 @@ async def register(store: Store, device_id: str, device_type: str, model: str | 
     except ValidationError as err:
         raise InvalidRequest.from_validation(err) from None
     token = new_token()
-    async with store.pool.acquire() as conn, conn.transaction():
+    async with store.transaction() as tx:
         try:
-            inserted = await conn.fetchval(
-                QUERIES["lifecycle_insert_device"], spec.id, spec.type, spec.model,
-                token_hash(token), as_interval(spec.heartbeat_interval_s), spec.hub)
-        except asyncpg.ForeignKeyViolationError:
+            inserted = await tx.lifecycle.insert_device(
+                spec.id, spec.type, spec.model, token_hash(token),
+                as_interval(spec.heartbeat_interval_s), spec.hub)
+        except UnknownReference:
             raise InvalidRequest("hub", f"unknown device {spec.hub}") from None
-        if inserted is None:
-            current = await conn.fetchrow(QUERIES["lifecycle_lock_device"], spec.id)
-            state = STATE_WORDS[State(current["state"])] if current else "registered"
+        if not inserted:
+            current = await tx.lifecycle.lock_device(spec.id)
+            state = STATE_WORDS[State(current.state)] if current else "registered"
             raise AlreadyRegistered(f"device {spec.id} is already registered ({state}); "
                                     "register is for new devices only")
-        await audit.record(conn, "device.register", spec.id, actor=actor, type=spec.type,
+        await audit.record(tx, "device.register", spec.id, actor=actor, type=spec.type,
                            hub=spec.hub, state=State.IN_STOCK.value, credential="issued")
     return LifecycleResult(spec.id, Action.REGISTER, State.IN_STOCK, token=token)
+
+
+async def issue_credential(store: Store, spec: DeviceSpec, *,
+                           actor: str | None = None) -> str:
+    """`gateway device add`: register the device if it is new (in stock), or update an
+    existing one; either way with a new credential (returned once, stored as a hash). A
+    retired device stays retired: it gets no credential."""
+    token = new_token()
+    async with store.transaction() as tx:
+        current = await tx.lifecycle.lock_device(spec.id)
+        if current is not None and State(current.state) is State.RETIRED:
+            raise TransitionRefused(spec.id, State.RETIRED, Action.REGISTER)
+        try:
+            if current is None:
+                await tx.lifecycle.insert_device(
+                    spec.id, spec.type, spec.model, token_hash(token),
+                    as_interval(spec.heartbeat_interval_s), spec.hub)
+            else:
+                await tx.registration.upsert_device(
+                    spec.id, spec.type, spec.model, token_hash(token),
+                    as_interval(spec.heartbeat_interval_s), spec.hub)
+        except UnknownReference:
+            raise InvalidRequest("hub", f"unknown device {spec.hub}") from None
+        await audit.record(tx, "device.credential_issued", spec.id, actor=actor,
+                           type=spec.type, hub=spec.hub)
+    return token
 
 
 async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignment],
@@ -308,37 +347,39 @@ async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignme
     start = valid_from or datetime.now(UTC)
     if start.tzinfo is None:
         raise InvalidRequest("valid_from", "needs a time zone")
-    async with store.pool.acquire() as conn, conn.transaction():
-        device = await _lock(conn, device_id, Action.ASSIGN)
-        history_end = await conn.fetchval(QUERIES["lifecycle_last_assignment_end"], device_id)
+    async with store.transaction() as tx:
+        device = await _lock(tx, device_id, Action.ASSIGN)
+        history_end = await tx.lifecycle.last_assignment_end(device_id)
         if history_end is not None:
             if start < history_end:
                 raise InvalidRequest("valid_from", "must not be before the device's last "
                                      f"assignment ended ({history_end.isoformat()})")
-            if start < device["state_since"]:
+            if start < device.state_since:
                 raise InvalidRequest("valid_from", "must not be before the device was made "
-                                     f"ready ({device['state_since'].isoformat()})")
+                                     f"ready ({device.state_since.isoformat()})")
         created = []
         for i, a in enumerate(assignments):
-            if not await conn.fetchval(QUERIES["huvudman_exists"], a.huvudman):
+            if not await tx.registration.huvudman_exists(a.huvudman):
                 raise InvalidRequest(f"assignments.{i}.huvudman", f"unknown huvudman {a.huvudman}")
             new_id = uuid.uuid4()
             kinds = [k.value for k in a.kinds]
             try:
-                key, sealed = await subjects.protect(conn, a.huvudman, new_id, a.subject_ref)
+                key, sealed = await subjects.protect(tx, a.huvudman, new_id, a.subject_ref)
             except subjects.SubjectError as err:
                 raise InvalidRequest(f"assignments.{i}.huvudman", str(err)) from None
-            await conn.execute(QUERIES["insert_assignment"], new_id, device_id, a.huvudman,
-                               key, a.legal_basis.value, kinds, start, None,
-                               a.alarm_route, a.position_consent, sealed, a.dose_alarm)
-            await audit.record(conn, "assignment.add", str(new_id), actor=actor,
+            await tx.registration.insert_assignment(NewAssignmentRow(
+                id=new_id, device_id=device_id, huvudman=a.huvudman, subject_key=key,
+                legal_basis=a.legal_basis.value, kinds=kinds, valid_from=start, valid_to=None,
+                alarm_route=a.alarm_route, position_consent=a.position_consent,
+                subject_sealed=sealed, dose_alarm=a.dose_alarm))
+            await audit.record(tx, "assignment.add", str(new_id), actor=actor,
                                device=device_id, huvudman=a.huvudman,
                                legal_basis=a.legal_basis.value, kinds=kinds, valid_from=start,
                                valid_to=None, alarm_route=a.alarm_route,
                                position_consent=a.position_consent, dose_alarm=a.dose_alarm)
             created.append(new_id)
-        state = await _set_state(conn, device_id, Action.ASSIGN)
-        await audit.record(conn, "device.reissue" if history_end is not None else "device.assign",
+        state = await _set_state(tx, device_id, Action.ASSIGN)
+        await audit.record(tx, "device.reissue" if history_end is not None else "device.assign",
                            device_id, actor=actor, state=state.value,
                            assignments=[str(c) for c in created],
                            huvudman=sorted({a.huvudman for a in assignments}), valid_from=start)
@@ -355,52 +396,53 @@ async def return_device(store: Store, device_id: str, at: datetime | None = None
         raise InvalidRequest("at", "needs a time zone")
     if when > now + FUTURE_SLACK:
         raise InvalidRequest("at", "a return cannot be dated in the future")
-    async with store.pool.acquire() as conn, conn.transaction():
-        await _lock(conn, device_id, Action.RETURN)
-        ended = await _end_open(conn, device_id, when, actor)
-        state = await _set_state(conn, device_id, Action.RETURN)
-        await audit.record(conn, "device.return", device_id, actor=actor, state=state.value,
+    async with store.transaction() as tx:
+        await _lock(tx, device_id, Action.RETURN)
+        ended = await _end_open(tx, device_id, when, actor)
+        state = await _set_state(tx, device_id, Action.RETURN)
+        await audit.record(tx, "device.return", device_id, actor=actor, state=state.value,
                            at=when, ended=[str(e) for e in ended])
     return LifecycleResult(device_id, Action.RETURN, state, ended=ended)
 
 
-async def recondition(store: Store, device_id: str, *, actor: str | None = None) -> LifecycleResult:
+async def recondition(store: Store, device_id: str, *,
+                      actor: str | None = None) -> LifecycleResult:
     """Reset a returned device (rekonditionering): unbind everything (open assignments end now,
     hub pairings go both ways) and rotate its credential; the old token stops working as soon
     as ingest reloads its registry (on the change notification)."""
     token = new_token()
-    async with store.pool.acquire() as conn, conn.transaction():
-        await _lock(conn, device_id, Action.RECONDITION)
-        ended = await _end_open(conn, device_id, datetime.now(UTC), actor)
-        unpaired = await _unpair(conn, device_id)
-        await conn.execute(QUERIES["lifecycle_set_credential"], device_id, token_hash(token))
-        state = await _set_state(conn, device_id, Action.RECONDITION)
-        await audit.record(conn, "device.recondition", device_id, actor=actor,
+    async with store.transaction() as tx:
+        await _lock(tx, device_id, Action.RECONDITION)
+        ended = await _end_open(tx, device_id, datetime.now(UTC), actor)
+        unpaired = await tx.lifecycle.unpair(device_id)
+        await tx.lifecycle.set_credential(device_id, token_hash(token))
+        state = await _set_state(tx, device_id, Action.RECONDITION)
+        await audit.record(tx, "device.recondition", device_id, actor=actor,
                            state=state.value, ended=[str(e) for e in ended], unpaired=unpaired,
                            credential="rotated")
     return LifecycleResult(device_id, Action.RECONDITION, state, token=token, ended=ended,
-                   unpaired=unpaired)
+                           unpaired=unpaired)
 
 
 async def ready(store: Store, device_id: str, *, actor: str | None = None) -> LifecycleResult:
     """Reconditioning is done: the device is back in stock, ready to be reissued."""
-    async with store.pool.acquire() as conn, conn.transaction():
-        await _lock(conn, device_id, Action.READY)
-        state = await _set_state(conn, device_id, Action.READY)
-        await audit.record(conn, "device.ready", device_id, actor=actor, state=state.value)
+    async with store.transaction() as tx:
+        await _lock(tx, device_id, Action.READY)
+        state = await _set_state(tx, device_id, Action.READY)
+        await audit.record(tx, "device.ready", device_id, actor=actor, state=state.value)
     return LifecycleResult(device_id, Action.READY, state)
 
 
 async def retire(store: Store, device_id: str, *, actor: str | None = None) -> LifecycleResult:
     """Take a device out of service for good: its credential is removed, pairings go, and any
     assignment still open ends now. Its history stays."""
-    async with store.pool.acquire() as conn, conn.transaction():
-        await _lock(conn, device_id, Action.RETIRE)
-        ended = await _end_open(conn, device_id, datetime.now(UTC), actor)
-        unpaired = await _unpair(conn, device_id)
-        await conn.execute(QUERIES["lifecycle_set_credential"], device_id, None)
-        state = await _set_state(conn, device_id, Action.RETIRE)
-        await audit.record(conn, "device.retire", device_id, actor=actor, state=state.value,
+    async with store.transaction() as tx:
+        await _lock(tx, device_id, Action.RETIRE)
+        ended = await _end_open(tx, device_id, datetime.now(UTC), actor)
+        unpaired = await tx.lifecycle.unpair(device_id)
+        await tx.lifecycle.set_credential(device_id, None)
+        state = await _set_state(tx, device_id, Action.RETIRE)
+        await audit.record(tx, "device.retire", device_id, actor=actor, state=state.value,
                            ended=[str(e) for e in ended], unpaired=unpaired,
                            credential="removed")
     return LifecycleResult(device_id, Action.RETIRE, state, ended=ended, unpaired=unpaired)
@@ -409,20 +451,19 @@ async def retire(store: Store, device_id: str, *, actor: str | None = None) -> L
 async def show(store: Store, device_id: str) -> dict[str, Any]:
     """A device as an operator sees it: state, credential yes/no, hub, assignments (ids,
     huvudman, basis, kinds, from/to). No subject reference."""
-    row = (await store.fetch("lifecycle_device", device_id)) or None
-    if row is None:
+    d = await store.lifecycle.device(device_id)
+    if d is None:
         raise DeviceNotFound(device_id)
-    d = row[0]
-    state = State(d["state"])
+    state = State(d.state)
     return {
-        "id": d["id"], "type": d["device_type"], "model": d["model"], "state": state.value,
-        "state_since": d["state_since"].isoformat(), "credential": bool(d["has_credential"]),
-        "hub": d["hub_id"], "paired": list(d["paired"]),
+        "id": d.id, "type": d.device_type, "model": d.model, "state": state.value,
+        "state_since": d.state_since.isoformat(), "credential": d.has_credential,
+        "hub": d.hub_id, "paired": d.paired,
         "possible": [a.value for a in possible(state)],
         "assignments": [
-            {"id": str(a["id"]), "huvudman": a["huvudman"], "legal_basis": a["legal_basis"],
-             "kinds": list(a["kinds"]), "valid_from": a["valid_from"].isoformat(),
-             "valid_to": a["valid_to"].isoformat() if a["valid_to"] else None,
-             "dose_alarm": a["dose_alarm"]}
-            for a in await store.fetch("lifecycle_assignments", device_id)],
+            {"id": str(a.id), "huvudman": a.huvudman, "legal_basis": a.legal_basis,
+             "kinds": a.kinds, "valid_from": a.valid_from.isoformat(),
+             "valid_to": a.valid_to.isoformat() if a.valid_to else None,
+             "dose_alarm": a.dose_alarm}
+            for a in await store.registration.assignments(device_id)],
     }

@@ -8,23 +8,18 @@ operator's name is the actor of the audit entries the request appends (`operator
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
 
 from gateway.ownership import audit
-from gateway.ownership.registration import AdminError
 from gateway.ownership.registry import new_token, token_hash
-from gateway.store.connector import QUERIES, Store
+from gateway.ownership.specs import Refusal
+from gateway.store.connector import Store
+from gateway.store.operators import OperatorRow
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
-@dataclass(frozen=True, slots=True)
-class Operator:
-    name: str
-    enabled: bool
-    created_at: datetime
-    disabled_at: datetime | None
+# An operator as the CLI lists it (name, enabled, when created and disabled).
+Operator = OperatorRow
 
 
 def actor(name: str) -> str:
@@ -35,32 +30,30 @@ def actor(name: str) -> str:
 async def add(store: Store, name: str) -> str:
     """A new operator; returns the token, shown once."""
     if not NAME.fullmatch(name):
-        raise AdminError(f"operator name {name!r}: use 1–64 of a-z, 0-9, '.', '_', '-', "
+        raise Refusal(f"operator name {name!r}: use 1–64 of a-z, 0-9, '.', '_', '-', "
                          "starting with a letter or digit")
     token = new_token()
-    async with store.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(QUERIES["operator_insert"], name, token_hash(token)) is None:
-            raise AdminError(f"operator {name} already exists")
-        await audit.record(conn, "operator.add", name)
+    async with store.transaction() as tx:
+        if not await tx.operators.insert(name, token_hash(token)):
+            raise Refusal(f"operator {name} already exists")
+        await audit.record(tx, "operator.add", name)
     return token
 
 
 async def disable(store: Store, name: str) -> None:
     """Refuse the operator's token from the next request on."""
-    async with store.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(QUERIES["operator_disable"], name) is None:
-            raise AdminError(f"operator {name} does not exist or is already disabled")
-        await audit.record(conn, "operator.disable", name)
+    async with store.transaction() as tx:
+        if not await tx.operators.disable(name):
+            raise Refusal(f"operator {name} does not exist or is already disabled")
+        await audit.record(tx, "operator.disable", name)
 
 
 async def listing(store: Store) -> list[Operator]:
-    return [Operator(r["name"], r["enabled"], r["created_at"], r["disabled_at"])
-            for r in await store.fetch("operator_list")]
+    return await store.operators.listing()
 
 
 async def authenticate(store: Store, token: str | None) -> str | None:
     """The name of the enabled operator holding `token`, or None."""
     if not token:
         return None
-    name: str | None = await store.fetchval("operator_by_token", token_hash(token))
-    return name
+    return await store.operators.by_token(token_hash(token))

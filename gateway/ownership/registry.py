@@ -11,13 +11,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from adapters.codes import Kind
 from gateway.crypto import HuvudmanPublicKey, load_public_key
 from gateway.ownership.assignment import Assignment, LegalBasis
 from gateway.ownership.routing import AssignmentIndex
 from gateway.store.connector import Store
+from gateway.store.registry import DeviceRow
 
 TOKEN_BYTES = 32
 
@@ -31,14 +31,8 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class Device:
-    id: str
-    device_type: str
-    state: str
-    credential_sha256: bytes | None
-    heartbeat_interval: timedelta | None
-    hub_id: str | None = None
+# A device as ingest knows it: the registry's row, as stored.
+Device = DeviceRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,22 +56,17 @@ class Registry:
         self.version = 0
 
     async def reload(self, store: Store) -> None:
-        devices = {r["id"]: Device(r["id"], r["device_type"], r["state"],
-                                   bytes(r["credential_sha256"]) if r["credential_sha256"]
-                                   else None, r["heartbeat_interval"], r["hub_id"])
-                   for r in await store.fetch("load_devices")}
+        devices = {d.id: d for d in await store.registry.devices()}
         assignments = AssignmentIndex(
             Assignment(
-                id=r["id"], device_id=r["device_id"], huvudman=r["huvudman"],
-                subject_key=r["subject_key"],
-                subject_sealed=bytes(r["subject_sealed"]) if r["subject_sealed"] else None,
-                legal_basis=LegalBasis(r["legal_basis"]),
-                kinds=frozenset(Kind(k) for k in r["kinds"]), valid_from=r["valid_from"],
-                valid_to=r["valid_to"], alarm_route=r["alarm_route"],
-                position_consent=r["position_consent"], dose_alarm=r["dose_alarm"])
-            for r in await store.fetch("load_assignments"))
-        public_keys = {r["huvudman"]: load_public_key(r["public_pem"])
-                       for r in await store.fetch("load_public_keys")}
+                id=r.id, device_id=r.device_id, huvudman=r.huvudman, subject_key=r.subject_key,
+                subject_sealed=r.subject_sealed, legal_basis=LegalBasis(r.legal_basis),
+                kinds=frozenset(Kind(k) for k in r.kinds), valid_from=r.valid_from,
+                valid_to=r.valid_to, alarm_route=r.alarm_route,
+                position_consent=r.position_consent, dose_alarm=r.dose_alarm)
+            for r in await store.registry.assignments())
+        public_keys = {huvudman: load_public_key(pem)
+                       for huvudman, pem in (await store.registry.public_keys()).items()}
         self.snapshot = Snapshot(
             devices=devices,
             by_credential={d.credential_sha256: d.id for d in devices.values()

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from gateway.crypto import Pseudonymizer, load_public_key
 from gateway.crypto.subject import seal_subject
 from gateway.settings import Settings
-from gateway.store.connector import QUERIES
+from gateway.store.connector import Transaction
 
 
 class SubjectError(Exception):
@@ -37,12 +35,12 @@ def pseudonymizer() -> Pseudonymizer:
         raise SubjectError(f"assignments need the pseudonym secret: {err}") from None
 
 
-async def protect(conn: asyncpg.Connection, huvudman: str, assignment_id: uuid.UUID,
+async def protect(tx: Transaction, huvudman: str, assignment_id: uuid.UUID,
                   subject_ref: str) -> tuple[str, bytes]:
     """(subject key, reference sealed to the huvudman's active key) for a new assignment."""
-    pem = await conn.fetchval(QUERIES["active_public_pem"], huvudman)
+    pem = await tx.keys.active_pem(huvudman)
     if pem is None:
-        if not await conn.fetchval(QUERIES["huvudman_exists"], huvudman):
+        if not await tx.registration.huvudman_exists(huvudman):
             raise SubjectError(f"unknown huvudman {huvudman}")
         raise SubjectError(f"huvudman {huvudman} has no registered public key; register it "
                            "(`gateway keys register`) before assigning devices under it")

@@ -85,7 +85,7 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, rt.stop_event.set)
     try:
-        await store.ensure_partitions()
+        await store.events.ensure_partitions()
         await rt.registry.reload(store)
         arcs = read_arcs(settings.sinks_file) if settings.delivery_enabled else {}
         if arcs:  # docs/delivery.md, "Alarm centres"
@@ -217,7 +217,7 @@ async def _maintain(store: Store) -> None:
     while True:
         await asyncio.sleep(MAINTENANCE_INTERVAL_S)
         try:
-            created = await store.ensure_partitions()
+            created = await store.events.ensure_partitions()
             if created:
                 log.info("partitions_created", partitions=created)
             purged = await erasure.purge_quarantine(store, datetime.now(UTC), dry_run=False)

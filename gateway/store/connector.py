@@ -1,51 +1,63 @@
-"""The one module that talks to PostgreSQL. SQL lives in queries.sql and migrations/*.sql.
-
-Everything on the ingest hot path is a batch: `write_batch` stores any number of events and their
-deliveries in one transaction and one round trip.
+"""The one module that holds PostgreSQL connections: `Store` owns ingest's pool and offers the
+per-area queries on it, each statement its own transaction, or on one connection inside a
+transaction (`Store.transaction()`), for changes that must commit together with their audit
+entry. SQL lives in sql/*.sql and migrations/; nothing outside gateway/store opens a connection
+or names a statement.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from importlib import resources
-from typing import Any
 
 import asyncpg
 
-from gateway.ingest.sealing import BatchRows
-
-_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
-
-
-def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
-    """Named statements from a .sql file in `package`, split at `-- name: <name>` lines."""
-    text = resources.files(package).joinpath(filename).read_text("utf-8")
-    parts = _NAME.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
-QUERIES = load_queries("gateway.store")
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    new_ids: frozenset[uuid.UUID]
-    queued: int
-    copies: int = 0
-    keys: int = 0
-    incidents: int = 0
+from gateway.store.alarms import AlarmQueries
+from gateway.store.arc import ArcQueries
+from gateway.store.audit import AuditQueries
+from gateway.store.erasure import ErasureQueries
+from gateway.store.errors import DB_ERRORS
+from gateway.store.events import EventQueries
+from gateway.store.keys import KeyQueries
+from gateway.store.lifecycle import LifecycleQueries
+from gateway.store.operators import OperatorQueries
+from gateway.store.outbox import OutboxQueries
+from gateway.store.registration import RegistrationQueries
+from gateway.store.registry import RegistryQueries
+from gateway.store.statements import Executor
+from gateway.store.supervision import SupervisionQueries
 
 
-class Store:
-    """A pool of connections and the named queries, nothing else."""
+class Areas:
+    """Every area's queries, bound to one executor (the pool, or a transaction's connection)."""
+
+    def __init__(self, db: Executor) -> None:
+        self.events = EventQueries(db)
+        self.registry = RegistryQueries(db)
+        self.registration = RegistrationQueries(db)
+        self.lifecycle = LifecycleQueries(db)
+        self.keys = KeyQueries(db)
+        self.audit = AuditQueries(db)
+        self.erasure = ErasureQueries(db)
+        self.operators = OperatorQueries(db)
+        self.outbox = OutboxQueries(db)
+        self.supervision = SupervisionQueries(db)
+        self.alarms = AlarmQueries(db)
+        self.arc = ArcQueries(db)
+
+
+class Transaction(Areas):
+    """The areas on one connection inside one transaction: all of it commits, or none."""
+
+
+class Store(Areas):
+    """A pool of connections and every area's queries on it."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+        super().__init__(pool)
+        self._pool = pool
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 4,
@@ -56,49 +68,23 @@ class Store:
         return cls(pool)
 
     async def close(self) -> None:
-        await self.pool.close()
+        await self._pool.close()
 
-    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
-        return list(await self.pool.fetch(QUERIES[name], *args))
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The raw pool, for tests and benchmarks that look at the tables themselves; the
+        product goes through the queries (tests/test_layout.py checks that)."""
+        return self._pool
 
-    async def fetchval(self, name: str, *args: Any) -> Any:
-        return await self.pool.fetchval(QUERIES[name], *args)
-
-    async def execute(self, name: str, *args: Any) -> str:
-        return str(await self.pool.execute(QUERIES[name], *args))
-
-    async def write_batch(self, rows: BatchRows) -> BatchResult:
-        """Store a prepared batch in one statement, which is its own transaction."""
-        ev, cp, dl, inc = rows.events, rows.copies, rows.deliveries, rows.incidents
-        keys = list(rows.data_keys.values())
-        row = await self.pool.fetchrow(
-            QUERIES["write_batch"],
-            [e.event_id for e in ev], [e.measured_at for e in ev], [e.received_at for e in ev],
-            [e.device_id for e in ev], [e.event_type for e in ev], [e.kind for e in ev],
-            [e.code for e in ev], [e.source for e in ev], [",".join(e.flags) for e in ev],
-            [e.routed_at for e in ev], [e.quarantined for e in ev],
-            [c.event_id for c in cp], [c.measured_at for c in cp], [c.recipient for c in cp],
-            [c.key_id for c in cp], [c.envelope for c in cp], [c.expires_at for c in cp],
-            [d.event_id for d in dl], [d.huvudman for d in dl], [d.assignment_id for d in dl],
-            [d.lane for d in dl], [d.receiver for d in dl],
-            [k.key_id for k in keys], [k.huvudman for k in keys],
-            [k.subject_pseudonym for k in keys], [k.epoch for k in keys],
-            [k.recipient_key_id for k in keys], [k.suite.value for k in keys],
-            [k.wrapped for k in keys],
-            [i.event_id for i in inc], [i.device_id for i in inc], [i.reason for i in inc],
-            [d.target for d in dl], [d.delay_s for d in dl],
-        )
-        assert row is not None
-        return BatchResult(frozenset(row["new_ids"] or ()), int(row["queued"]),
-                           int(row["copies"]), int(row["keys"]), int(row["incidents"]))
-
-    async def ensure_partitions(self, months_back: int = 2, months_ahead: int = 3) -> list[str]:
-        return [r[0] for r in await self.fetch("ensure_partitions", months_back, months_ahead)]
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield Transaction(conn)
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.pool.fetchval("SELECT 1", timeout=2))
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return bool(await self._pool.fetchval("SELECT 1", timeout=2))
+        except DB_ERRORS:
             return False
 
     async def listen(self, channel: str, on_change: Callable[[], Awaitable[None]],
@@ -109,7 +95,7 @@ class Store:
         every `safety_interval` seconds in case a notification was lost (None: never)."""
         while not stop.is_set():
             try:
-                conn = await self.pool.acquire()
+                conn = await self._pool.acquire()
             except (OSError, asyncpg.PostgresError):
                 await asyncio.sleep(1)
                 continue
@@ -142,7 +128,7 @@ class Store:
                     await conn.remove_listener(channel, notified)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     pass
-                await self.pool.release(conn)
+                await self._pool.release(conn)
 
 
 def as_interval(seconds: float | None) -> timedelta | None:

@@ -43,7 +43,7 @@ class MigrationError(RuntimeError):
 
 def available(folder: Traversable | None = None) -> list[Migration]:
     if folder is None:
-        folder = resources.files("gateway.store").joinpath("migrations")
+        folder = resources.files("gateway.store").joinpath("migrations", "ingest")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

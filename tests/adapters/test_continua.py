@@ -24,7 +24,7 @@ MSH = ("MSH|^~\\&|AcmeInc^ACDE48234567ABCD^EUI-64||VGR||20140510094931-0400||ORU
        "MSGID1234|P|2.6|||NE|AL|||UNICODE UTF-8")
 PID = f"PID|||{PNR}^^^&1.2.752.129.2.1.3.1&ISO^PI||Tolvansson^Tolvan||19121212|M"
 OBR = "OBR|1|||182777000^monitoring of patient^SNOMED-CT|||20140510094900-0400"
-# The two real rows quoted from the Inera TKB (PROTOCOLS.md §2.2).
+# The two real rows quoted from the Inera TKB (docs/protocols.md §2.4).
 TKB_ROWS = [
     "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.0.0.15|87.5|262688^MDC_DIM_PERCENT^MDC|||||R|||"
     "20140510094931.835-0400",

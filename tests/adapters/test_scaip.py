@@ -17,7 +17,7 @@ from adapters.scaip import ScaipError, Snu
 
 RX = datetime(2024, 5, 2, 12, 5, tzinfo=UTC)
 
-# PROTOCOLS.md §1.8, constructed GPS alarm (SIP headers the example leaves out are added).
+# docs/protocols.md §1.8, constructed GPS alarm (SIP headers the example leaves out are added).
 GPS_ALARM = (b"<mrq><ref>A7F3K2</ref><mty>ME</mty><hbo>001</hbo><cid>4711</cid><dty>0051</dty>"
              b"<did>TRK-22</did>\n<stc>0010</stc><pri>9</pri><crd>gsm:+46700000000</crd>"
              b"<lco>034</lco>\n<lge><geo>57.708870,11.974560</geo>"

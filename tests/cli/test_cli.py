@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from gateway.cli import main as cli
+from gateway.cli import common
 from gateway.cli.main import app
 from tests.paths import ROOT
 from tests.support import Keys
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def run(database_url: str, keys: Keys, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(common, "console", Console(width=250, force_terminal=False))
     runner = CliRunner()
 
     def invoke(*args: str, ok: bool = True) -> str:

@@ -1,4 +1,4 @@
-"""Per-huvudman envelope encryption (gateway/crypto), ARCHITECTURE.md, Encryption."""
+"""Per-huvudman envelope encryption (gateway/crypto), docs/architecture.md, Encryption."""
 
 from __future__ import annotations
 

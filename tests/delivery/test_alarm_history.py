@@ -11,7 +11,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from adapters import native
-from gateway.cli import main as cli
+from gateway.cli import common
+from gateway.cli.main import app
 from gateway.delivery import alarm_history
 from gateway.store.connector import Store
 from tests.support import FakeDevice, RunningGateway, register_device
@@ -61,9 +62,9 @@ async def test_history_of_a_routed_and_an_unclaimed_alarm(
     assert await alarm_history.history(store, uuid.uuid4()) is None
 
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(common, "console", Console(width=250, force_terminal=False))
     # The CLI runs its own event loop, so it is invoked from a thread, as an operator's shell would.
-    out = await asyncio.to_thread(CliRunner().invoke, cli.app,
+    out = await asyncio.to_thread(CliRunner().invoke, app,
                                   ["alarms", "history", str(unclaimed)])
     assert out.exit_code == 0, out.output
     assert "incident raised: unclaimed_alarm" in out.output

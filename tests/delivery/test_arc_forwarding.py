@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import httpx
 import msgspec
 import pytest
@@ -31,11 +30,13 @@ from gateway.delivery import alarm_history
 from gateway.delivery.arc import ArcForwarder, ArcJob, jobs_from
 from gateway.delivery.arc_config import ArcSpec
 from gateway.delivery.scaip_alarm import did_for, ref_for
-from gateway.ingest.sealing import BatchRows, RelayPlaintext
+from gateway.ingest.sealing import RelayPlaintext
 from gateway.ownership.keyring import build_sealing
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
+from gateway.store.alarms import AlarmDelivery
 from gateway.store.connector import Store
+from gateway.store.events import BatchRows
 from simulator.arc import ScaipArc
 from simulator.scaip_device import ScaipUnit, UnitSpec
 from tests.support import (
@@ -94,21 +95,21 @@ async def _raise(gateway: RunningGateway, device: FakeDevice, kind: str = "butto
     return uuid.UUID((stored["accepted"] + stored["duplicates"])[0])
 
 
-async def _arc_delivery(store: Store, event_id: uuid.UUID) -> asyncpg.Record:
-    rows = [r for r in await store.fetch("alarm_deliveries", event_id) if r["target"] == "arc"]
+async def _arc_delivery(store: Store, event_id: uuid.UUID) -> AlarmDelivery:
+    rows = [r for r in await store.alarms.deliveries(event_id) if r.target == "arc"]
     assert len(rows) == 1
     return rows[0]
 
 
-async def _done(store: Store, event_id: uuid.UUID, timeout: float = 10.0) -> asyncpg.Record:
-    async def settled() -> asyncpg.Record | None:
+async def _done(store: Store, event_id: uuid.UUID, timeout: float = 10.0) -> AlarmDelivery:
+    async def settled() -> AlarmDelivery | None:
         row = await _arc_delivery(store, event_id)
-        return row if row["state"] == "done" else None
+        return row if row.state == "done" else None
     return await wait_until(settled, timeout=timeout)
 
 
 async def _incidents(store: Store, event_id: uuid.UUID) -> set[str]:
-    return {r["reason"] for r in await store.fetch("alarm_incidents", event_id)}
+    return {r.reason for r in await store.alarms.incidents(event_id)}
 
 
 async def test_an_alarm_reaches_the_primary_arc_and_is_done(
@@ -120,7 +121,7 @@ async def test_an_alarm_reaches_the_primary_arc_and_is_done(
 
     await wait_until(lambda: primary.requests(ref), timeout=5)
     row = await _done(store, event_id)
-    assert row["huvudman"] == NO_SINK and row["lane"] == "alarm"
+    assert row.huvudman == NO_SINK and row.lane == "alarm"
     got = primary.requests(ref)
     assert [(r.mty, r.snu) for r in got] == [(Mty.MESSAGE, Snu.OK)]
     # Not a SCAIP unit: the gateway's caller id at this ARC, the device as `did`.
@@ -128,8 +129,8 @@ async def test_an_alarm_reaches_the_primary_arc_and_is_done(
     assert secondary.requests(ref) == []
     assert await _incidents(store, event_id) == set()
     # The owner's own delivery is a separate row, untouched by the ARC path.
-    owner = [r for r in await store.fetch("alarm_deliveries", event_id) if r["target"] == "owner"]
-    assert [r["huvudman"] for r in owner] == [NO_SINK]
+    owner = [r for r in await store.alarms.deliveries(event_id) if r.target == "owner"]
+    assert [r.huvudman for r in owner] == [NO_SINK]
 
     history = await alarm_history.history(store, event_id)
     assert history is not None
@@ -181,7 +182,7 @@ async def test_hold_then_ok_resends_the_same_ref_to_the_same_arc(
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert all(low - 0.05 <= g <= high + 0.5 for g in gaps), gaps
     assert secondary.requests(ref) == []
-    assert row["attempts"] == 3
+    assert row.attempts == 3
     assert await _incidents(store, event_id) == set()
 
 

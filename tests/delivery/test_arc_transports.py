@@ -249,7 +249,7 @@ async def test_arc_check_shows_each_centres_answer_and_fails_on_a_silent_one(
     from rich.console import Console
     from typer.testing import CliRunner, Result
 
-    from gateway.cli import main as cli
+    from gateway.cli import common
     from gateway.cli.main import app
 
     strict = await _centre(centres, digest=("gateway-vgr", "check-secret"))
@@ -263,7 +263,7 @@ async def test_arc_check_shows_each_centres_answer_and_fails_on_a_silent_one(
         'auth_user = "gateway-vgr"\nauth_password_file = "arc.secret"\n\n'
         '[[arc]]\nreceiver = "larm-closed"\ncid = "4600000001"\nanswer_timeout_s = 1\n'
         f'primary = "tcp://127.0.0.1:{free_port()}"\n')
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(common, "console", Console(width=250, force_terminal=False))
 
     async def run(*args: str) -> Result:  # the command runs its own event loop
         return await asyncio.to_thread(CliRunner().invoke, app, list(args),

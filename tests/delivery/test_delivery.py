@@ -142,8 +142,8 @@ async def test_rejected_item_is_dead_lettered_and_replay_brings_it_back(
     assert dead["event_id"] == ids[1] and dead["attempts"] == 1
     assert dead["last_error"] == "rejected: test receiver refuses this item"
     listed = await dead_letters.list_deliveries(store, state="dead", huvudman="1442")
-    assert [r["id"] for r in listed] == [dead["id"]]
-    assert "envelope" not in listed[0]
+    assert [r.id for r in listed] == [dead["id"]]
+    assert not hasattr(listed[0], "envelope")  # metadata only
 
     ep.reject_if = None
     assert await dead_letters.replay(store, None, huvudman="1442") == [dead["id"]]

@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from adapters import scaip, vendor_medicine
 from adapters.codes import Kind
 from adapters.events import Alarm, AlarmType, DeviceEvent, Event, Flag, PositionFix
-from gateway.cli import main as cli
+from gateway.cli import common
+from gateway.cli.main import app
 from gateway.ingest import dose_alarms
 from gateway.ownership import operators, registration
 from gateway.ownership.assignment import Assignment, LegalBasis
@@ -415,11 +416,11 @@ def run(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The CLI in a thread (it runs its own event loop)."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("GATEWAY_ACTOR", "test-dose-operator")
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(common, "console", Console(width=250, force_terminal=False))
     runner = CliRunner()
 
     async def invoke(*args: str, ok: bool = True) -> str:
-        result = await asyncio.to_thread(runner.invoke, cli.app, list(args))
+        result = await asyncio.to_thread(runner.invoke, app, list(args))
         assert (result.exit_code == 0) == ok, result.output
         return result.output
 

@@ -1,6 +1,6 @@
 """The node's FHIR Bundle builder (gateway/node/fhir_bundle.py), without a database or network.
 
-The PHD IG's own examples (../shared/conformance/phd-fhir) are read by the gateway's PHD FHIR
+The PHD IG's own examples (tests/conformance/phd-fhir) are read by the gateway's PHD FHIR
 parser into readings, built back into Observations, and compared with the example element by
 element where the shape is the IG's (profile, status, category, code, value or components, time,
 device); what the node decides itself (identifier, conditional create, subject) is checked

@@ -301,10 +301,10 @@ async def test_an_unknown_patient_is_dead_until_registered_and_replayed(
     from rich.console import Console
     from typer.testing import CliRunner, Result
 
-    from gateway.cli import main as gateway_cli
+    from gateway.cli import common
     from gateway.cli.main import app
 
-    monkeypatch.setattr(gateway_cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(common, "console", Console(width=250, force_terminal=False))
     runner, env = CliRunner(), {"NODE_DATABASE_URL": node_config.database_url}
 
     async def cli(*args: str) -> Result:  # the commands run their own event loop

@@ -13,7 +13,7 @@ import pytest
 from adapters import native
 from gateway.crypto import Pseudonymizer
 from gateway.ownership import audit, erasure
-from gateway.store.connector import Store
+from gateway.store.connector import Store, Transaction
 from tests.support import FakeDevice, Keys, RunningGateway, open_copies, register_device
 
 pytestmark = pytest.mark.integration
@@ -102,7 +102,7 @@ async def test_audit_chain_records_changes_and_finds_the_first_break(
             target = await conn.fetchval("SELECT max(seq) - 1 FROM audit_log")
             await conn.execute("UPDATE audit_log SET target = 'forged' WHERE seq = $1", target)
             await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update")
-            broken = await audit.verify(_Wrap(conn))  # type: ignore[arg-type]
+            broken = await audit.verify(Transaction(conn))
             assert (broken.first_break, broken.problem) == (target, "its content was changed")
             raise _Rollback
     except _Rollback:
@@ -116,13 +116,4 @@ class _Rollback(Exception):
     pass
 
 
-class _Wrap:
-    """A Store-shaped view of one connection, to verify inside an open transaction."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-
-    async def fetch(self, name: str, *args: object) -> list[asyncpg.Record]:
-        from gateway.store.connector import QUERIES
-        return list(await self._conn.fetch(QUERIES[name], *args))
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from adapters import native
-from gateway.cli import main as cli
+from gateway.cli import common
 from gateway.cli.main import app
 from gateway.ownership import audit, operators
 from gateway.ownership.lifecycle import TRANSITIONS, Action, State, possible, refusal
@@ -39,7 +39,7 @@ def run(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Run:
     """The CLI, in a thread (it runs its own event loop), as the operator CLI_ACTOR."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("GATEWAY_ACTOR", CLI_ACTOR)
-    monkeypatch.setattr(cli, "console", Console(width=250, force_terminal=False))
+    monkeypatch.setattr(common, "console", Console(width=250, force_terminal=False))
     runner = CliRunner()
 
     async def invoke(*args: str, ok: bool = True) -> str:

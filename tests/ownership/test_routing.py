@@ -1,4 +1,5 @@
-"""Routing rules (gateway/ownership/routing.py), one test per rule of ARCHITECTURE.md, Ownership."""
+"""Routing rules (gateway/ownership/routing.py), one test per rule of docs/architecture.md,
+Ownership."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from gateway.ingest.sealing import BatchRows, DeliveryRow, EventRow
 from gateway.store import migrate as migrate_module
 from gateway.store.connector import Store
+from gateway.store.events import BatchRows, DeliveryRow, EventRow
 from gateway.store.migrate import Migration, MigrationError, migrate
 
 pytestmark = pytest.mark.integration
@@ -44,9 +44,9 @@ async def test_batch_write_dedupes_and_queues_only_new_events(store: Store) -> N
     rows = [_row(device, now + timedelta(seconds=i)) for i in range(3)]
     deliveries = [DeliveryRow(r.event_id, "14", None, "bulk", None) for r in rows]
     batch = BatchRows(events=rows, deliveries=deliveries)
-    first = await store.write_batch(batch)
+    first = await store.events.write_batch(batch)
     assert first.new_ids == {r.event_id for r in rows} and first.queued == 3
-    again = await store.write_batch(batch)
+    again = await store.events.write_batch(batch)
     assert again.new_ids == frozenset() and again.queued == 0
     flags = await store.pool.fetchval("SELECT flags FROM event WHERE event_id = $1",
                                       rows[0].event_id)
@@ -58,7 +58,7 @@ async def test_rows_outside_monthly_partitions_land_in_default_and_move_out(
     device = f"T-PART-{uuid.uuid4().hex[:8]}"
     long_ago = datetime(2019, 3, 15, tzinfo=UTC)
     row = _row(device, long_ago)
-    await store.write_batch(BatchRows(events=[row]))
+    await store.events.write_batch(BatchRows(events=[row]))
     where = await store.pool.fetchval(
         "SELECT tableoid::regclass::text FROM event WHERE event_id = $1", row.event_id)
     assert where == "event_default"
@@ -68,7 +68,7 @@ async def test_rows_outside_monthly_partitions_land_in_default_and_move_out(
     where = await store.pool.fetchval(
         "SELECT tableoid::regclass::text FROM event WHERE event_id = $1", row.event_id)
     assert where == "event_2019_03"
-    assert (await store.write_batch(BatchRows(events=[row]))).new_ids == frozenset()
+    assert (await store.events.write_batch(BatchRows(events=[row]))).new_ids == frozenset()
 
 
 def _months_since(ts: datetime) -> int:

@@ -189,13 +189,13 @@ async def test_alarm_is_answered_snu_0_only_after_it_is_stored(
         unit_udp: Unit, unit_tcp: Unit, monkeypatch: pytest.MonkeyPatch) -> None:
     unit = unit_udp if transport == "UDP" else unit_tcp
     # Slow the commit down, so an answer sent before it would arrive before the row exists.
-    write_batch = gateway.runtime.store.write_batch
+    write_batch = gateway.runtime.store.events.write_batch
 
     async def slow_write(*args: Any, **kwargs: Any) -> Any:
         await asyncio.sleep(0.2)
         return await write_batch(*args, **kwargs)
 
-    monkeypatch.setattr(gateway.runtime.store, "write_batch", slow_write)
+    monkeypatch.setattr(gateway.runtime.store.events, "write_batch", slow_write)
     acked = metric(metrics.ACKED, "sip")
     body = scaip.build_mrq(ref="A7F3K2", cid=cid_of(gps), dty=51, stc=10, pri=9, lco=34,
                            geo=(57.70887, 11.97456), namespace=namespace)

@@ -1,3 +1,5 @@
+-- The huvudman node's own storage (schema huvudman_node; gateway/store/node.py).
+
 -- name: store_copies
 -- One opened batch in one statement (its own transaction). Returns the event ids inserted now;
 -- any other id of the batch was already stored (`duplicate`). Readings are stored due for the

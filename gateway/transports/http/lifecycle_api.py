@@ -30,7 +30,7 @@ from gateway.ownership.lifecycle import (
     NewAssignment,
     TransitionRefused,
 )
-from gateway.ownership.registration import AdminError, DeviceId
+from gateway.ownership.specs import DeviceId, Refusal
 from gateway.settings import Settings
 from gateway.store.connector import Store
 
@@ -82,7 +82,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
                     media_type="application/json", headers=headers)
 
 
-def _error(err: AdminError) -> Response:
+def _error(err: Refusal) -> Response:
     body: dict[str, Any] = {"error": str(err)}
     if isinstance(err, InvalidRequest):
         body["field"] = err.field
@@ -154,7 +154,7 @@ def lifecycle_router(settings: Settings) -> APIRouter:
                          {"WWW-Authenticate": "Bearer"})
         try:
             return await work(store, operators.actor(name))
-        except AdminError as err:
+        except Refusal as err:
             return _error(err)
 
     async def answer(store: Store, outcome: lifecycle.LifecycleResult,

@@ -1,0 +1,97 @@
+"""Named SQL statements, one `.sql` file per area under gateway/store/sql/, and the base of the
+per-area query classes.
+
+A file is split at `-- name: <name>` lines. A statement uses `$1, $2, ...`, or, where it takes
+many arguments, named placeholders `:name`, which are turned into positions here once: the
+caller passes them by keyword (`Queries._named`), so a column cannot be fed the wrong array.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, ClassVar, TypeAlias
+
+import asyncpg
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
+# `:name`, but not the second colon of a cast (`x::int`) nor a word's inside (`a:b`).
+_PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z][a-z0-9_]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sql: str
+    params: tuple[str, ...] = ()  # named placeholders, in position order; () for $n statements
+
+
+def _compile(body: str) -> Statement:
+    names: list[str] = []
+
+    def position(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    text = "\n".join(line for line in body.strip().splitlines()
+                     if not line.lstrip().startswith("--"))
+    if "$1" in text:
+        return Statement(body.strip())
+    return Statement(_PLACEHOLDER.sub(position, text), tuple(names))
+
+
+def load(filename: str, package: str = "gateway.store") -> dict[str, Statement]:
+    """The statements of one file (`sql/<area>.sql` of `package`), by name."""
+    text = resources.files(package).joinpath(filename).read_text("utf-8")
+    parts = _NAME.split(text)
+    return {name: _compile(body) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+# A pool (each statement its own transaction) or one connection inside a transaction: asyncpg
+# gives both the same fetch/fetchrow/fetchval/execute.
+Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
+
+
+class Queries:
+    """The statements of one area (`sql/<area>.sql`), run on `db`."""
+
+    area: ClassVar[str]
+    _statements: ClassVar[dict[str, Statement]]
+
+    def __init_subclass__(cls, *, area: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.area = area
+        cls._statements = load(f"sql/{area}.sql")
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    def _sql(self, name: str) -> str:
+        return self._statements[name].sql
+
+    async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        return list(await self._db.fetch(self._sql(name), *args))
+
+    async def _fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+        return await self._db.fetchrow(self._sql(name), *args)
+
+    async def _fetchval(self, name: str, *args: Any) -> Any:
+        return await self._db.fetchval(self._sql(name), *args)
+
+    async def _execute(self, name: str, *args: Any) -> str:
+        return str(await self._db.execute(self._sql(name), *args))
+
+    async def _named(self, name: str, **args: Any) -> asyncpg.Record | None:
+        """fetchrow with every named placeholder given by keyword, none missing or extra."""
+        statement = self._statements[name]
+        if set(args) != set(statement.params):
+            missing = sorted(set(statement.params) - set(args))
+            extra = sorted(set(args) - set(statement.params))
+            raise TypeError(f"{self.area}.{name}: missing {missing}, unexpected {extra}")
+        return await self._db.fetchrow(statement.sql, *(args[p] for p in statement.params))
+
+
+def affected(status: str) -> int:
+    """The row count of a command tag ("UPDATE 3", "INSERT 0 1", "DELETE 0")."""
+    return int(status.rsplit(" ", 1)[-1])
