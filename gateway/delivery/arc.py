@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -58,6 +58,7 @@ from gateway.crypto import CryptoError, Opener
 from gateway.delivery.arc_config import ArcAddress, ArcSpec
 from gateway.delivery.scaip_alarm import alarm_mrq, cancel_mrq, ping_mrq, ref_for, reset_mrq
 from gateway.delivery.scaip_client import Answer, ScaipClient
+from gateway.ingest.pipeline import CommittedBatch, Stage
 from gateway.ingest.sealing import RelayPlaintext
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
@@ -65,7 +66,7 @@ from gateway.ownership import audit
 from gateway.store.arc import ArcClaim, ArcQueries
 from gateway.store.connector import Store
 from gateway.store.errors import DB_ERRORS
-from gateway.store.events import BatchRows, DeliveryRow
+from gateway.store.events import DeliveryRow
 
 log = get_logger("arc")
 # One write of the background writer: a statement of the ARC area.
@@ -166,15 +167,19 @@ class ArcForwarder:
 
     # --- fast path ----------------------------------------------------------------------------
 
-    def stored(self, rows: BatchRows, events: Sequence[Event],
-               new_ids: frozenset[uuid.UUID]) -> None:
-        """Pipeline hook (`on_stored`), on the event loop, right after a commit."""
-        for job in jobs_from(rows.deliveries, events, new_ids):
+    stage: ClassVar[Stage] = Stage.RELAY
+
+    def committed(self, batch: CommittedBatch) -> None:
+        """Right after a commit, before anything else hears of it: its new alarms leave for
+        their alarm centres, and a device's cancellation follows its alarm."""
+        if not batch.new_ids:
+            return
+        for job in jobs_from(batch.rows.deliveries, batch.events, batch.new_ids):
             self.forward(job)
         if self._accepted or self._jobs:  # else no cancel can concern us: no pass over bulk
-            for event in events:
+            for event in batch.events:
                 if isinstance(event, DeviceEvent) and event.event_type == CANCELLED and \
-                        event.event_id in new_ids:
+                        event.event_id in batch.new_ids:
                     self.cancelled(event)
 
     def cancelled(self, event: DeviceEvent) -> None:

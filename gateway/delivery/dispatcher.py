@@ -24,9 +24,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from gateway.delivery.outbox import Claimed, Outbox, backoff
 from gateway.delivery.sink import Breaker, ItemResult, Sink, Verdict, destination
+from gateway.ingest.pipeline import CommittedBatch, Stage
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.store.connector import Store
@@ -79,8 +81,14 @@ class Dispatcher:
 
     # --- waking -------------------------------------------------------------------------------
 
+    stage: ClassVar[Stage] = Stage.DELIVER
+
+    def committed(self, batch: CommittedBatch) -> None:
+        """A batch of this lane has just committed: what it queued is due now."""
+        if batch.new_ids:
+            self.wake(batch.lane)
+
     def wake(self, lane: str) -> None:
-        """Pipeline hook (`on_committed`): a batch of this lane has just committed."""
         event = self._wake.get(lane)
         if event is not None:
             event.set()

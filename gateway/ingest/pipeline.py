@@ -13,21 +13,27 @@ the messages holding a refused event are left unacknowledged, as if never commit
 keeps an MQTT message for the next session; HTTP answers 503 and SCAIP `snu=4` at their commit
 timeout, and the device sends again). One bad event never stops a lane. Batches grow
 by themselves under load (submissions pile up while a commit runs), which is what lifts
-durability from ~2.5k to tens of thousands of rows per second (PERFORMANCE.md).
+durability from ~2.5k to tens of thousands of rows per second (docs/performance.md).
 
 Submissions holding an alarm go through a separate lane with its own commit loop, flushed at
 once, so an alarm never waits behind a large telemetry batch.
+
+After each commit the listeners hear of it (`CommitListener`), in the order of their `Stage`,
+and only then are the devices acknowledged: the alarm relay first (a person who has fallen must
+not wait for anything else), then sealing (the data keys now stored stop being offered), then
+delivery (it wakes for the lane), then supervision (who was heard), then the acks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from adapters.events import Alarm, Event
 from gateway.observability import metrics
@@ -41,13 +47,39 @@ log = get_logger("pipeline")
 CHUNK = 200
 
 
-class Preparer(Protocol):
+class Stage(enum.IntEnum):
+    """When a listener hears of a commit: in this order, then the devices' acks."""
+
+    RELAY = 1  # alarms leave for their alarm centres from memory (gateway.delivery.arc)
+    CONFIRM = 2  # sealing stops offering the data keys now stored (gateway.ingest.sealing)
+    DELIVER = 3  # delivery wakes for the lane (gateway.delivery.dispatcher)
+    OBSERVE = 4  # supervision learns who was heard, resends included (supervision)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBatch:
+    """What one commit stored."""
+
+    lane: str
+    rows: BatchRows  # as stored (rows the database refused for their data are not in it)
+    events: Sequence[Event]  # every event of the batch, resends included, each once
+    new_ids: frozenset[uuid.UUID]  # stored by this commit; the others were already stored
+
+
+class CommitListener(Protocol):
+    """Hears of every commit, on the commit loop: it must be quick. An exception is logged and
+    never stops the loop or the acks."""
+
+    stage: ClassVar[Stage]
+
+    def committed(self, batch: CommittedBatch) -> None: ...
+
+
+class Preparer(CommitListener, Protocol):
     """Turns a batch of events into rows to store (routing and encryption:
-    gateway.ingest.sealing)."""
+    gateway.ingest.sealing), and hears of their commit."""
 
     def prepare(self, events: Sequence[Event]) -> BatchRows: ...
-
-    def confirm(self, rows: BatchRows) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,21 +117,10 @@ class _Lane:
 
 class Pipeline:
     def __init__(self, store: Store, preparer: Preparer, *,
-                 max_events: int = 2000, max_wait_s: float = 0.005,
-                 on_committed: Callable[[str], None] | None = None,
-                 on_batch: Callable[[Sequence[Event]], None] | None = None,
-                 on_stored: Callable[[BatchRows, Sequence[Event], frozenset[uuid.UUID]], None]
-                 | None = None) -> None:
+                 max_events: int = 2000, max_wait_s: float = 0.005) -> None:
         self._store = store
-        # Called first after a commit, with what was stored and which events were new: the
-        # alarm relay sends alarms to their alarm centres from memory at once. Must not raise.
-        self._on_stored = on_stored
-        # Called with the lane's name after a batch holding new events commits (delivery wakes).
-        self._on_committed = on_committed
-        # Called with every event of a committed batch, resends included (supervision: who
-        # was heard). Runs on the commit loop: it must be quick and must not raise.
-        self._on_batch = on_batch
         self._preparer = preparer
+        self._listeners: list[CommitListener] = [preparer]
         self._bulk = _Lane("bulk", max_events, max_wait_s)
         self._alarm = _Lane("alarm", max_events, 0.0)
         self._stopping = False
@@ -129,6 +150,11 @@ class Pipeline:
 
         self.submit(events, resolve)
         return await done
+
+    def listen(self, listener: CommitListener) -> None:
+        """Tell `listener` of every commit from now on, in its stage's turn."""
+        self._listeners.append(listener)
+        self._listeners.sort(key=lambda each: each.stage)  # stable: same stage, added order
 
     @property
     def pending(self) -> int:
@@ -200,19 +226,7 @@ class Pipeline:
                 unique.setdefault(event.event_id, event)
         prepared = await self._prepare(list(unique.values()))
         result, rows, unstorable = await self._write_isolating(lane, prepared)
-        if result and self._on_stored is not None:
-            try:
-                self._on_stored(rows, list(unique.values()), result)
-            except Exception:  # the alarms are stored; recovery sends them after their lease
-                log.exception("on_stored_failed", lane=lane.name)
-        self._preparer.confirm(rows)
-        if result and self._on_committed is not None:
-            self._on_committed(lane.name)
-        if unique and self._on_batch is not None:
-            try:
-                self._on_batch(list(unique.values()))
-            except Exception:  # supervision must never stop the commit loop
-                log.exception("on_batch_failed", lane=lane.name)
+        self._tell(CommittedBatch(lane.name, rows, list(unique.values()), result))
         metrics.BATCH_SIZE.observe(len(unique))
         metrics.PENDING.dec(sum(len(s.events) for s in batch))
         claimed: set[uuid.UUID] = set()
@@ -233,6 +247,14 @@ class Pipeline:
                 sub.on_done(Committed(tuple(new), tuple(dup)))
             except Exception:  # a transport's callback must not stop the commit loop
                 log.exception("ack_callback_failed", lane=lane.name)
+
+    def _tell(self, batch: CommittedBatch) -> None:
+        for listener in self._listeners:
+            try:
+                listener.committed(batch)
+            except Exception:  # the rows are stored: the acks must still go out
+                log.exception("commit_listener_failed", listener=type(listener).__name__,
+                              lane=batch.lane)
 
     async def _prepare(self, events: list[Event]) -> BatchRows:
         """Route and seal in chunks, yielding to the event loop between them: a large batch

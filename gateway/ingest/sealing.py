@@ -14,11 +14,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 import msgspec
 
 from adapters.events import Alarm, Event, kind_of
 from gateway.crypto import HuvudmanPublicKey, Sealer, parse_header
+from gateway.ingest.pipeline import CommittedBatch, Stage
 from gateway.ownership.routing import AssignmentIndex, Destination, Routing
 from gateway.store.events import BatchRows, CopyRow, DeliveryRow, EventRow, IncidentRow
 
@@ -121,9 +123,11 @@ class Sealing:
                                                   routing.incident.reason))
         return rows
 
-    def confirm(self, rows: BatchRows) -> None:
-        """After commit: the wrapped keys in `rows` are stored, stop handing them out."""
-        self._sealer.confirm(rows.data_keys.values())
+    stage: ClassVar[Stage] = Stage.CONFIRM
+
+    def committed(self, batch: CommittedBatch) -> None:
+        """The wrapped keys in the batch are stored: stop handing them out."""
+        self._sealer.confirm(batch.rows.data_keys.values())
 
     def _seal_copies(self, event: Event, routing: Routing, rows: BatchRows) -> None:
         epoch = epoch_of(routing.routed_at)

@@ -44,10 +44,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from adapters.events import Alarm, AlarmType, DeviceStatus, Event, event_id
-from gateway.ingest.pipeline import Committed
+from gateway.ingest.pipeline import Committed, CommittedBatch, Stage
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.ownership.registry import Device, Registry
@@ -170,12 +170,16 @@ def _now() -> datetime:
 
 
 class Supervisor:
+    stage: ClassVar[Stage] = Stage.OBSERVE
+
     def __init__(self, store: Store, registry: Registry, settings: Settings, *,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 sink: AlarmSink | None = None, clock: Callable[[], datetime] = _now) -> None:
+        """`sink` takes the technical alarms (the pipeline); without one they are only
+        counted."""
         self._store = store
         self._registry = registry
         self._clock = clock
-        self._sink: AlarmSink | None = None
+        self._sink = sink
         self.type_intervals = parse_intervals(settings.supervision_intervals_min)
         self.grace = timedelta(seconds=settings.supervision_grace_s)
         self.check_s = settings.supervision_check_s
@@ -189,9 +193,6 @@ class Supervisor:
         self._scaip_hbi: dict[str, int] = {}
         self._dirty_seen: set[str] = set()
         self._dirty_battery: set[str] = set()
-
-    def attach(self, sink: AlarmSink) -> None:
-        self._sink = sink
 
     # --- state ----------------------------------------------------------------------------
 
@@ -244,6 +245,9 @@ class Supervisor:
                         silence_start(self.last_seen.get(device.id), max(active)))
 
     # --- the pipeline calls this after every commit ----------------------------------------
+
+    def committed(self, batch: CommittedBatch) -> None:
+        self.observe(batch.events)
 
     def observe(self, events: Sequence[Event]) -> None:
         """Who was heard, and battery levels. Quick and in memory: runs on the commit loop."""

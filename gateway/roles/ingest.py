@@ -113,16 +113,14 @@ async def serve(settings: Settings, *, install_signals: bool = True,
                 delivery_store, sinks, max_attempts=settings.delivery_max_attempts,
                 backoff_base_s=settings.delivery_backoff_base_s,
                 breaker_open_s=settings.delivery_breaker_open_s)
-        if settings.supervision_enabled:  # docs/supervision.md
-            rt.supervisor = Supervisor(store, rt.registry, settings)
-            await rt.supervisor.load()
         rt.pipeline = Pipeline(store, sealing, max_events=settings.batch_max_events,
-                               max_wait_s=settings.batch_max_wait_s,
-                               on_committed=rt.dispatcher.wake if rt.dispatcher else None,
-                               on_batch=rt.supervisor.observe if rt.supervisor else None,
-                               on_stored=rt.arc.stored if rt.arc else None)
-        if rt.supervisor is not None:
-            rt.supervisor.attach(rt.pipeline)
+                               max_wait_s=settings.batch_max_wait_s)
+        if settings.supervision_enabled:  # docs/supervision.md; its alarms go to the pipeline
+            rt.supervisor = Supervisor(store, rt.registry, settings, sink=rt.pipeline)
+            await rt.supervisor.load()
+        for hears_commits in (rt.arc, rt.dispatcher, rt.supervisor):
+            if hears_commits is not None:  # each in its stage's turn (ingest.pipeline.Stage)
+                rt.pipeline.listen(hears_commits)
         pipeline_task = asyncio.create_task(rt.pipeline.run(), name="pipeline")
         if rt.dispatcher is not None:
             rt.dispatcher.start()

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 
 from adapters.codes import Kind
-from adapters.events import Alarm, AlarmType, Quantity, Reading, event_id
-from gateway.ingest.pipeline import Committed, Pipeline
+from adapters.events import Alarm, AlarmType, Event, Quantity, Reading, event_id
+from gateway.ingest.pipeline import Committed, CommittedBatch, Pipeline, Stage
 from gateway.ingest.sealing import Sealing
 from gateway.store.connector import Store
+from gateway.store.events import BatchRows
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -162,3 +163,69 @@ async def test_an_event_the_database_refuses_stays_unacknowledged_and_the_rest_i
     stored = {r["event_id"] for r in await own_store.pool.fetch(
         "SELECT event_id FROM event WHERE device_id = $1", device)}
     assert stored == {e.event_id for e in good} | {later.new[0]}
+
+
+class _Heard:
+    """A commit listener of one stage that records when it was told, and what."""
+
+    def __init__(self, stage: Stage, log: list[str]) -> None:
+        self.stage = stage  # type: ignore[misc]  # the protocol's ClassVar, per instance here
+        self._log = log
+        self.batches: list[CommittedBatch] = []
+
+    def committed(self, batch: CommittedBatch) -> None:
+        self._log.append(self.stage.name)
+        self.batches.append(batch)
+
+
+class _RecordingSealing:
+    """The real sealing, noting when it hears of its own rows' commit."""
+
+    stage = Stage.CONFIRM
+
+    def __init__(self, sealing: Sealing, log: list[str]) -> None:
+        self._sealing = sealing
+        self._log = log
+
+    def prepare(self, events: Sequence[Event]) -> BatchRows:
+        return self._sealing.prepare(events)
+
+    def committed(self, batch: CommittedBatch) -> None:
+        self._log.append("CONFIRM")
+        self._sealing.committed(batch)
+
+
+async def test_listeners_hear_each_commit_in_stage_order_then_the_device_is_acked(
+        own_store: Store, sealing: Sealing) -> None:
+    """Relay, confirm, deliver, observe, then ack: whatever order they were added in, and a
+    listener that raises stops neither the others nor the ack."""
+    device = f"T-ORDER-{uuid.uuid4().hex[:8]}"
+    order: list[str] = []
+    pipeline = Pipeline(own_store, _RecordingSealing(sealing, order), max_wait_s=0.001)
+    observe, deliver, relay = (_Heard(s, order) for s in (Stage.OBSERVE, Stage.DELIVER,
+                                                          Stage.RELAY))
+
+    class _Broken:
+        stage = Stage.DELIVER
+
+        def committed(self, batch: CommittedBatch) -> None:
+            order.append("BROKEN")
+            raise RuntimeError("a listener's bug")
+
+    for listener in (observe, _Broken(), deliver, relay):
+        pipeline.listen(listener)
+    task = await _run(pipeline)
+    reading = _weight(device, 0)
+    pipeline.submit([reading], lambda done: order.append(f"ack {len(done.new)} new"))
+    await wait_until(lambda: "ack 1 new" in order, timeout=5)
+    pipeline.submit([reading], lambda done: order.append(f"ack {len(done.duplicates)} again"))
+    await wait_until(lambda: "ack 1 again" in order, timeout=5)
+    pipeline.stop()
+    await task
+    one_commit = ["RELAY", "CONFIRM", "BROKEN", "DELIVER", "OBSERVE"]
+    assert order == [*one_commit, "ack 1 new", *one_commit, "ack 1 again"]
+    assert relay.batches[0].new_ids == {reading.event_id} and relay.batches[0].lane == "bulk"
+    # The resend: every listener hears of it (supervision counts it as a sign of life), with
+    # nothing new in it.
+    assert observe.batches[1].new_ids == frozenset()
+    assert [e.event_id for e in observe.batches[1].events] == [reading.event_id]

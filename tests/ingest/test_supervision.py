@@ -176,11 +176,11 @@ async def test_a_silent_assigned_device_raises_one_routed_sealed_alarm(
     # A restarted supervisor (or a second instance) knows when the device was last heard,
     # and raising the same silence again stores nothing new.
     await supervisor.flush()
-    restarted = Supervisor(store, gateway.runtime.registry, gateway.settings)
+    restarted = Supervisor(store, gateway.runtime.registry, gateway.settings,
+                           sink=gateway.runtime.pipeline)
     restarted.grace, restarted.watching_since = supervisor.grace, supervisor.watching_since
     await restarted.load()
     assert restarted.last_seen[silent.id] == supervisor.last_seen[silent.id]
-    restarted.attach(gateway.runtime.pipeline)
     again = await restarted.check()
     assert [a.event_id for a in again if a.device_id == silent.id] == [eid]
     assert await _raised(store, silent) == [eid]
