@@ -55,7 +55,6 @@ METRICS: dict[int, Metric] = {
     for m in (WEIGHT, BMI, BP_COMPOUND, BP_SYSTOLIC, BP_DIASTOLIC, BP_MEAN, PULSE_CUFF,
               PULSE_OXIMETER, SPO2, BODY_TEMPERATURE)
 }
-BY_REF_ID: dict[str, Metric] = {m.ref_id: m for m in METRICS.values()}
 
 # MDC unit codes (partition DIM) to UCUM, for adapters that receive MDC units (PCD-01 OBX-6).
 MDC_UNITS: dict[int, str] = {

@@ -35,7 +35,6 @@ from gateway.ownership.registration import read_config
 from simulator.physiology import Person
 from simulator.senders import MqttDevice, Tally
 
-HUB_TYPES: Final = ("continua_hub", "fhir_hub")
 VENDOR_TYPES: Final = {"gps_alarm": "vendor-gps", "night_sensor": "vendor-night",
                        "medicine_robot": "vendor-medicine"}
 OMH_TYPES: Final = ("omh_scale",)

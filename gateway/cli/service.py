@@ -48,9 +48,13 @@ def demo(
     http_port: Annotated[int, typer.Option(help="Port of the HTTP API")] = 8080,
 ) -> None:
     """Run the whole system on embedded defaults, with a simulated fleet. Ctrl-C stops it."""
+    from gateway.demo.embedded import MissingExtra
     from gateway.demo.run import run_demo
 
-    run_demo(interval_s=interval, http_port=http_port)
+    try:
+        run_demo(interval_s=interval, http_port=http_port)
+    except MissingExtra as err:
+        common.fail(str(err), 2)
 
 
 @app.command()

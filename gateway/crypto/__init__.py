@@ -1,4 +1,4 @@
-"""Per-huvudman encryption: HPKE-wrapped AES-256-GCM data keys (ARCHITECTURE.md, Encryption).
+"""Per-huvudman encryption: HPKE-wrapped AES-256-GCM data keys (docs/architecture.md, Encryption).
 
 - `keys`: huvudman key pairs, suites, key files.
 - `envelope`: `Sealer` (ingest, public keys only) and `Opener` (huvudman node, private key).

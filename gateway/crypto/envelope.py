@@ -1,7 +1,7 @@
 """Envelope encryption per huvudman: `Sealer` on ingest, `Opener` on the huvudman node.
 
-Scheme (ARCHITECTURE.md, Encryption)
-------------------------------------
+Scheme (docs/architecture.md, Encryption)
+-----------------------------------------
 - One random AES-256-GCM **data key** per (huvudman, subject, key epoch). It is stored only
   **wrapped**: HPKE-sealed (RFC 9180, base mode, single shot) to the huvudman's public key, as a
   `WrappedKey` row. The HPKE `info` binds the wrapped key to its suite, huvudman, recipient key id,
@@ -391,9 +391,6 @@ class Opener:
             raise ValueError("an Opener needs at least one private key")
         self._max_cached = max_cached_keys
         self._cache: OrderedDict[bytes, tuple[int, AESGCM]] = OrderedDict()
-
-    def has_data_key(self, key_id: bytes) -> bool:
-        return key_id in self._cache
 
     def discard(self, key_ids: Iterable[bytes]) -> None:
         """Forget unwrapped data keys (after crypto-shredding their wrapped rows)."""

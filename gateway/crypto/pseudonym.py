@@ -1,7 +1,7 @@
 """Keyed pseudonyms for subject references.
 
 Why it is needed: each wrapped data key is stored with *whose* key it is, so that deleting a
-subject's keys (crypto-shredding, ARCHITECTURE.md Encryption) is one `DELETE ... WHERE huvudman = $1
+subject's keys (docs/architecture.md, Encryption) is one `DELETE ... WHERE huvudman = $1
 AND subject_pseudonym = $2`. Storing the subject reference itself there would put it in clear,
 which the architecture forbids; a plain hash would not help either, since references are short
 and often guessable (a personnummer-shaped id can be enumerated in minutes). So the row carries

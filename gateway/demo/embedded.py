@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import shutil
 import socket
@@ -22,8 +23,8 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from gateway.observability.logs import get as get_logger
 
@@ -67,13 +68,27 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
+class MissingExtra(RuntimeError):
+    """An embedded service's package is not installed (the `demo` extra)."""
+
+
+def _extra(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(
+            f"{module.split('.')[0]} is not installed: it comes with the demo extra "
+            "(`pip install -e '.[demo]'`, which `make demo` and `make test` do), or set "
+            "DATABASE_URL and MQTT_URL to use your own PostgreSQL and broker") from None
+
+
 def start_postgres(data_dir: Path) -> Service:
     # pgserver asks platformdirs for a runtime dir it does not use; the warning is noise.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    import pgserver  # imported here: it is heavy, and only the embedded path needs it
+    pgserver = _extra("pgserver")  # imported here: it is heavy, and only the demo needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
+    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
     return Service(server.get_uri(), server.cleanup, "pgserver")
 
 
@@ -121,7 +136,7 @@ def start_mosquitto(data_dir: Path, port: int | None = None) -> Service:
 
 def start_amqtt(port: int | None = None) -> Service:
     """amqtt in a background thread with its own event loop (demo use only, see module doc)."""
-    from amqtt.broker import Broker
+    broker_class = _extra("amqtt.broker").Broker
 
     port = port or free_port()
     config = {
@@ -137,7 +152,7 @@ def start_amqtt(port: int | None = None) -> Service:
     async def main() -> None:
         nonlocal stop_requested
         stop_requested = asyncio.Event()
-        broker = Broker(config)
+        broker = broker_class(config)
         await broker.start()
         ready.set()
         await stop_requested.wait()
@@ -155,7 +170,3 @@ def start_amqtt(port: int | None = None) -> Service:
         thread.join(5)
 
     return Service(f"mqtt://127.0.0.1:{port}", stop, "amqtt")
-
-
-def migrations_path() -> Path:
-    return Path(str(resources.files("gateway.store").joinpath("migrations")))

@@ -12,7 +12,7 @@ Rules, and why
 --------------
 - **By the assignment valid when the dose was missed.** The decision uses the event's routing
   time (`routing.routing_time`: the measurement time, or the receive time when the device
-  clock is implausible), the same time routing decides ownership by (ARCHITECTURE.md,
+  clock is implausible), the same time routing decides ownership by (docs/architecture.md,
   Ownership). A late offline batch after a return is decided by the assignment the report was
   measured under, never by the device's current one.
 - **Which events.** A MEDICATION `DeviceEvent` whose type is `dose_not_taken` (the vendor format

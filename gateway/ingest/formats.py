@@ -3,7 +3,6 @@ HTTP content type or path); adapters stay unaware of transports."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -58,6 +57,3 @@ def dose_alarm_parser(name: str) -> Parse | None:
 
 def names() -> list[str]:
     return sorted(FORMATS)
-
-
-Register = Callable[[str, Parse], None]

@@ -6,7 +6,7 @@ of measurement; each owning huvudman gets its own copy, sealed to its public key
 expires; an alarm nobody claims also goes to the fallback alarm receiver and raises an incident.
 
 Everything here happens in memory, for a whole batch, before the one transaction that stores it
-(ARCHITECTURE.md: parse, route and encrypt in memory; no database round trip per reading).
+(docs/architecture.md, Invariants: route and seal in memory, no round trip per reading).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Device supervision: a device that falls silent or runs low on battery raises a technical alarm.
 
 Swedish guidance since the national trial of digital alarms is supervision at minute level
-(PROTOCOLS.md §4.2). Operators' view: docs/supervision.md.
+(docs/protocols.md §5). Operators' view: docs/supervision.md.
 
 How it works, and why:
 - **Last seen, without a round trip per message.** The pipeline calls `Supervisor.observe` with

@@ -1,4 +1,4 @@
-"""The huvudman node (ARCHITECTURE.md, Roles): receives one huvudman's deliveries, opens them
+"""The huvudman node (docs/architecture.md, Roles): receives one huvudman's deliveries, opens them
 with that huvudman's private key(s) and keeps the huvudman's copy (docs/delivery.md).
 
 - `opening`: one wire item to an opened copy, or the reason it is refused.

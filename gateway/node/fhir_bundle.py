@@ -4,7 +4,7 @@ Pure: no database, no network, no clock. `gateway/node/fhir_forward.py` feeds it
 stored copies and posts what it returns; docs/fhir-forwarding.md describes the result for
 integrators.
 
-The shape follows the HL7 PHD IG (the examples in ../shared/conformance/phd-fhir): PHD profile in
+The shape follows the HL7 PHD IG (the examples in tests/conformance/phd-fhir): PHD profile in
 `meta.profile`, `status` final, categories `vital-signs` (for codes that are FHIR vital signs,
 i.e. have a LOINC code) and `phd`, `code` with the MDC coding (ref id as display) and LOINC where
 known, `valueQuantity` in UCUM, or one component per value for compound readings (blood

@@ -1,7 +1,7 @@
 """Assignments: device D is used by subject S under huvudman H, for kinds K, from T1 to T2.
 
 The in-memory shape routing works on; the `assignment` table (store/migrations) holds the same
-fields. See ARCHITECTURE.md, Ownership.
+fields. See docs/architecture.md, Ownership.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ register ─▶ in_stock ─assign/reissue─▶ assigned ─return─▶ return
 retire: from in_stock, returned or reconditioning ─▶ retired (final)
 ```
 
-Routing is by measurement time (ARCHITECTURE.md, Ownership), so the assignment history is kept:
+Routing is by measurement time (docs/architecture.md, Ownership), so the assignment history is kept:
 a return or reconditioning ends assignments (sets `valid_to`), it never deletes them. A reissue
 may not start before the device's last assignment ended, nor before it was made ready, so
 readings measured while it was back at HMC reach no huvudman (quarantine).

@@ -2,7 +2,7 @@
 
 `route()` is a pure function of one canonical event and the assignments of its device. It reads
 no clock, does no I/O and never raises for a routable event, so the pipeline can call it for a
-whole batch in memory before one transaction (ARCHITECTURE.md, Data flow and Ownership).
+whole batch in memory before one transaction (docs/architecture.md, Data flow and Ownership).
 
 Rules, in the order they are applied
 ------------------------------------
@@ -22,7 +22,7 @@ Rules, in the order they are applied
    time and deleting it is the store's job.
 4. **Positions.** A `PositionFix` (kind `position`) and the position inside an `Alarm` flow only
    under an assignment that records consent (`position_consent`) *and* names an alarm receiver
-   (`alarm_route`): the two prescription conditions for GPS alarms in DOMAIN.md. For a
+   (`alarm_route`): the GPS alarm prescription rules (docs/architecture.md, Ownership). For a
    `PositionFix` the assignment must also grant the `position` kind, like any other kind. For an
    alarm the `alarm` grant is what admits the alarm and `Destination.include_position` says
    whether its position may go with it; a destination without it must get the alarm with the
@@ -149,10 +149,6 @@ class Routing(msgspec.Struct, frozen=True):
     clock_fallback: bool  # routed_at is the receive time because the device clock was implausible
     quarantine_reason: QuarantineReason | None = None
     incident: Incident | None = None
-
-    @property
-    def huvudman_destinations(self) -> tuple[Destination, ...]:
-        return tuple(d for d in self.destinations if d.huvudman is not None)
 
 
 def routing_time(event: Event) -> tuple[datetime, bool]:

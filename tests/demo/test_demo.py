@@ -57,3 +57,15 @@ def test_demo_runs_on_embedded_services_and_stops_cleanly(tmp_path: Path) -> Non
     assert f"http://127.0.0.1:{port}/docs" in text
     assert "simulator: sent" in text and "demo stopped" in text
     assert "Traceback" not in text
+
+
+def test_without_the_demo_extra_the_embedded_services_say_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pgserver and amqtt are the `demo` extra (production never needs them): without them the
+    demo names the extra, or says to point at a real database and broker."""
+    monkeypatch.setitem(sys.modules, "pgserver", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "amqtt.broker", None)
+    with pytest.raises(embedded.MissingExtra, match=r"pgserver is not installed.*\[demo\]"):
+        embedded.start_postgres(tmp_path / "pg")
+    with pytest.raises(embedded.MissingExtra, match="DATABASE_URL and MQTT_URL"):
+        embedded.start_amqtt()

@@ -371,3 +371,49 @@ async def test_admin_api_refuses_without_a_valid_enabled_operator(
     actions = [(r["actor"], r["action"]) for r in await store.pool.fetch(
         "SELECT actor, action FROM audit_log WHERE target = $1 ORDER BY seq", name)]
     assert actions == [(CLI_ACTOR, "operator.add"), (CLI_ACTOR, "operator.disable")]
+
+
+async def _state(store: Store, device_id: str) -> tuple[str, datetime]:
+    view = await store.lifecycle.device(device_id)
+    assert view is not None
+    return view.state, view.state_since
+
+
+async def test_the_older_commands_move_devices_through_the_lifecycle_too(
+        run: Run, store: Store, tmp_path: Any) -> None:
+    """`device add`, `assignment add` and `config load` change a device's state only as the
+    state machine does: `state_since` says when it was assigned (a reissue's check depends on
+    it), a retired device gets no credential and no assignment."""
+    dev, listed = f"T-OLD-{uuid.uuid4().hex[:8]}", f"T-OLDCFG-{uuid.uuid4().hex[:8]}"
+    await run("device", "add", dev, "scale")
+    state, added = await _state(store, dev)
+    assert state == "in_stock"
+    await asyncio.sleep(0.05)
+    await run("assignment", "add", dev, "1490", "--subject-ref", SUBJECT_OLD,
+              "--legal-basis", "SoL", "--kind", "weight")
+    state, assigned = await _state(store, dev)
+    assert state == "assigned" and assigned > added  # it was left at registration time
+    # A second huvudman for the same person: still assigned, since the first assignment.
+    await run("assignment", "add", dev, "14", "--subject-ref", SUBJECT_OLD,
+              "--legal-basis", "HSL", "--kind", "weight")
+    assert await _state(store, dev) == ("assigned", assigned)
+
+    config = tmp_path / "devices.toml"
+    config.write_text(f'[[device]]\nid = "{listed}"\ntype = "scale"\n\n[[assignment]]\n'
+                      f'device = "{listed}"\nhuvudman = "1490"\nsubject_ref = "{SUBJECT_NEW}"\n'
+                      'legal_basis = "SoL"\nkinds = ["weight"]\n'
+                      'valid_from = "2026-01-01T00:00:00+00:00"\n')
+    before = datetime.now(UTC)
+    await run("config", "load", str(config))
+    state, since = await _state(store, listed)
+    assert state == "assigned" and since >= before
+
+    await run("device", "return", dev)
+    await run("device", "retire", dev)
+    refused = await run("device", "add", dev, "scale", ok=False)
+    assert f"device {dev} is retired; it cannot be registered" in refused
+    refused = await run("assignment", "add", dev, "1490", "--subject-ref", SUBJECT_NEW,
+                        "--legal-basis", "SoL", "--kind", "weight", ok=False)
+    assert f"device {dev} is retired; it cannot be assigned" in refused
+    view = await store.lifecycle.device(dev)
+    assert view is not None and view.state == "retired" and not view.has_credential

@@ -34,7 +34,7 @@ FROM device d ORDER BY d.id;
 
 -- name: insert_assignment
 -- $4 is the subject's keyed pseudonym and $11 the reference sealed to the huvudman; the
--- reference itself is never stored (gateway/subjects.py). $12: a missed dose is an alarm.
+-- reference itself is never stored (gateway/ownership/subjects.py). $12: a missed dose is an alarm.
 INSERT INTO assignment (id, device_id, huvudman, subject_key, legal_basis, kinds, valid_from,
                         valid_to, alarm_route, position_consent, subject_sealed, dose_alarm)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)

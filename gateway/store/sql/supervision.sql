@@ -1,7 +1,7 @@
 -- Device supervision (gateway/ingest/supervision.py): last seen and battery state.
 
 -- name: load
--- Device supervision (gateway/supervision.py): what a starting ingest knows of every device.
+-- What a starting ingest knows of every device.
 SELECT device_id, last_seen_at, battery_low_since FROM device_seen;
 
 -- name: last_seen
