@@ -69,6 +69,13 @@ MDC_UNITS: dict[int, str] = {
     268192: "Cel",
     266560: "[degF]",
 }
+# The same units by their MDC reference ids, for OBX-6 on the way out (PCD-01).
+MDC_UNIT_REF_IDS: dict[int, str] = {
+    263875: "MDC_DIM_KILO_G", 263904: "MDC_DIM_LB", 266016: "MDC_DIM_MMHG",
+    265987: "MDC_DIM_KILO_PASCAL", 262688: "MDC_DIM_PERCENT", 264864: "MDC_DIM_BEAT_PER_MIN",
+    264096: "MDC_DIM_KG_PER_M_SQ", 263441: "MDC_DIM_CENTI_M", 268192: "MDC_DIM_DEGC",
+    266560: "MDC_DIM_FAHR",
+}
 
 # Device specialisation codes (INFRA partition), used to recognise the device row of PCD-01.
 DEVICE_PROFILES: dict[int, str] = {

@@ -71,14 +71,6 @@ GATEWAY_APPLICATION: Final = "VGR-TELEMETRY-GATEWAY"
 _MEASURED_STATUSES = frozenset({"", "R", "F", "C"})
 _BP_PARTS = (codes.BP_SYSTOLIC, codes.BP_DIASTOLIC, codes.BP_MEAN)
 _BP_CODES = frozenset(p.code for p in _BP_PARTS)
-# MDC reference ids of the units in codes.MDC_UNITS, for OBX-6 on the way out. Belongs in
-# adapters/codes.py (see the adapter report); kept here until it is there.
-_UNIT_REF_IDS: Final[Mapping[int, str]] = {
-    263875: "MDC_DIM_KILO_G", 263904: "MDC_DIM_LB", 266016: "MDC_DIM_MMHG",
-    265987: "MDC_DIM_KILO_PASCAL", 262688: "MDC_DIM_PERCENT", 264864: "MDC_DIM_BEAT_PER_MIN",
-    264096: "MDC_DIM_KG_PER_M_SQ", 263441: "MDC_DIM_CENTI_M", 268192: "MDC_DIM_DEGC",
-    266560: "MDC_DIM_FAHR",
-}
 _PROFILE_REF_IDS: Final[Mapping[int, str]] = {
     528388: "MDC_DEV_SPEC_PROFILE_PULS_OXIM", 528391: "MDC_DEV_SPEC_PROFILE_BP",
     528399: "MDC_DEV_SPEC_PROFILE_SCALE", 528392: "MDC_DEV_SPEC_PROFILE_TEMP",
@@ -721,7 +713,7 @@ def _encode_row(set_id: int, mds: int, index: int, item: Measurement, eui64: str
     ref_id = metric.ref_id if metric else ""
     when = _dtm_text(item.measured_at) if item.measured_at else ""
     return (f"OBX|{set_id}|NM|{item.code}^{ref_id}^MDC|{mds}.0.0.{index}|{_nm(item.value)}|"
-            f"{unit}^{_UNIT_REF_IDS.get(unit, '')}^MDC|||||R|||{when}||||{eui64}^EUI-64")
+            f"{unit}^{codes.MDC_UNIT_REF_IDS.get(unit, '')}^MDC|||||R|||{when}||||{eui64}^EUI-64")
 
 
 def _nm(value: float) -> str:

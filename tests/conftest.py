@@ -18,9 +18,8 @@ import asyncpg
 import pytest
 
 from gateway.demo import embedded
-from gateway.ingest.sealing import Sealing
+from gateway.ingest.sealing import Sealing, build_sealing
 from gateway.ownership import key_management, registration
-from gateway.ownership.keyring import build_sealing
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 from gateway.store.connector import Store

@@ -83,6 +83,27 @@ def test_no_import_cycles() -> None:
     assert cycles == []
 
 
+# The gateway's folders in the order they may depend on each other: each imports only from
+# folders before it (and from adapters/), never after.
+LAYERS = [("gateway.crypto", "gateway.observability", "gateway.settings"), ("gateway.store",),
+          ("gateway.ownership",), ("gateway.ingest",), ("gateway.transports", "gateway.delivery"),
+          ("gateway.node",), ("gateway.roles",), ("gateway.demo",), ("gateway.cli",),
+          ("gateway.__main__",)]
+
+
+def _layer(module: str) -> int | None:
+    for rank, folders in enumerate(LAYERS):
+        if any(module == f or module.startswith(f + ".") for f in folders):
+            return rank
+    return None
+
+
+def test_dependencies_point_one_way() -> None:
+    upward = sorted(f"{m} -> {i}" for m, p in MODULES.items() for i in _imports(p)
+                    if (a := _layer(m)) is not None and (b := _layer(i)) is not None and b > a)
+    assert upward == []
+
+
 def test_the_production_service_needs_nothing_of_the_demo() -> None:
     """`gateway serve` runs without the simulator and the embedded services (an extra)."""
     probe = ("import sys, gateway.roles.ingest, gateway.cli.main\n"
@@ -105,13 +126,14 @@ def test_only_the_store_talks_to_postgresql(module: str) -> None:
 
 
 def test_every_statement_is_used_and_none_is_written_twice() -> None:
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     for sql_file in sorted((ROOT / "gateway" / "store" / "sql").glob("*.sql")):
         area = sql_file.stem
+        database = "node" if area == "node" else "ingest"  # the node has a database of its own
         module = (ROOT / "gateway" / "store" / f"{area}.py").read_text("utf-8")
         for name, statement in statements.load(f"sql/{area}.sql").items():
             assert f'"{name}"' in module, f"{area}.{name} is never run"
-            text = " ".join(statement.sql.split())
+            text = (database, " ".join(statement.sql.split()))
             assert text not in seen, f"{area}.{name} repeats {seen.get(text)}"
             seen[text] = f"{area}.{name}"
 

@@ -40,15 +40,13 @@ def arc_check(
         passwords = {r: p for r, spec in specs.items()
                      if (p := arc_password(settings.sinks_file, r, spec))}
     except SinkConfigError as err:
-        common.console.print(str(err), style="red", markup=False)
-        raise typer.Exit(2) from None
+        common.fail(str(err), 2)
     if receiver is not None:
         if receiver not in specs:
-            common.console.print(f"[red]{receiver} is not an [[arc]] in {settings.sinks_file}[/]")
-            raise typer.Exit(2)
+            common.fail(f"{receiver} is not an [[arc]] in {settings.sinks_file}", 2)
         specs = {receiver: specs[receiver]}
     if not specs:
-        common.console.print(f"no [[arc]] entries in {settings.sinks_file}")
+        common.console.print(f"no [[arc]] entries in {settings.sinks_file}", markup=False)
         return
     results = asyncio.run(_check(settings, specs, passwords))
     table = Table("receiver", "centre", "address", "answer", "ms")

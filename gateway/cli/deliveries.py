@@ -15,7 +15,6 @@ import typer
 from rich.table import Table
 
 from gateway.cli import common
-from gateway.cli.options import DryRun
 from gateway.delivery import dead_letters
 
 app = typer.Typer(name="deliveries", no_args_is_help=True,
@@ -83,7 +82,8 @@ def deliveries_purge(
     older_than: Annotated[int, typer.Option("--older-than", min=0,
                                             help="Only those dead for at least DAYS")] = 0,
     huvudman: Annotated[str | None, typer.Option(help="Only this huvudman's")] = None,
-    dry_run: DryRun = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run/--execute",
+                                          help="Only say what would go (default)")] = True,
 ) -> None:
     """Delete dead letters (audit-logged); the events' sealed copies stay."""
     target = _target(delivery_id, all_dead)

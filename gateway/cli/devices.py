@@ -39,9 +39,10 @@ def device_add(device_id: str, device_type: str, model: Model = None,
                heartbeat_interval_s: HeartbeatInterval = None, hub: Hub = None) -> None:
     """Register a device and issue its credential (printed once; only its hash is stored)."""
     try:
-        DeviceSpec(id=device_id, type=device_type, model=model, hub=hub)
-    except ValidationError as err:
-        common.fail(str(err))
+        DeviceSpec(id=device_id, type=device_type, model=model, hub=hub,
+                   heartbeat_interval_s=heartbeat_interval_s)
+    except ValidationError as err:  # named by field
+        common.fail(str(lifecycle.InvalidRequest.from_validation(err)))
     token = common.with_store(lambda s: registration.add_device(
         s, device_id, device_type, model, heartbeat_interval_s, hub))
     common.console.print(f"device {device_id} registered. Its credential (shown only now):")

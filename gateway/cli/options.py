@@ -21,4 +21,4 @@ AlarmRoute = Annotated[str | None, typer.Option(help="The alarm receiver its ala
 DoseAlarm = Annotated[bool, typer.Option(
     help="A missed medicine dose is an alarm (needs --kind medication and --alarm-route)")]
 DryRun = Annotated[bool, typer.Option("--dry-run/--execute",
-                                      help="Only say what would change (default)")]
+                                      help="Only say what would become unreadable (default)")]

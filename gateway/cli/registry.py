@@ -33,7 +33,7 @@ def config_load(path: Annotated[Path, typer.Argument(help="A .toml file or a fol
 
 @huvudman_app.command("list")
 def huvudman_list() -> None:
-    rows = common.with_store(lambda s: s.registration.huvudmän())
+    rows = common.with_store(lambda s: s.registration.huvudman_listing())
     table = Table("code", "name", "kind")
     for r in rows:
         table.add_row(r.code, r.name, r.kind)

@@ -1,9 +1,10 @@
 """The dispatcher: one task per lane claims due deliveries, sends them to their sinks, and
 settles the answers, each step one statement per batch (gateway.delivery.outbox).
 
-- The **alarm lane** is woken in-process by the pipeline right after an alarm batch commits,
-  and by `NOTIFY delivery_alarm` (a trigger on alarm rows) for alarms another instance stored.
-- The **bulk lane** is woken after every commit too, and claims up to 500 per cycle.
+- The **alarm lane** is woken in-process right after an alarm batch with new events commits
+  (the dispatcher is a commit listener, stage `DELIVER`), and by `NOTIFY delivery_alarm` (a
+  trigger on alarm rows) for alarms another instance stored.
+- The **bulk lane** is woken the same way after a bulk commit, and claims up to 500 per cycle.
 - Both also wake when a retry they scheduled comes due, and at the latest every `poll_s`
   (retries scheduled by other instances, replays, leases that ran out).
 

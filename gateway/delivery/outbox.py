@@ -50,7 +50,7 @@ class Outbox:
         self.lease = timedelta(seconds=lease_s)
 
     async def claim(self, lane: str, limit: int, destinations: Iterable[str]) -> list[Claimed]:
-        """Due deliveries of `lane` for these destinations (sinks.destination keys) only:
+        """Due deliveries of `lane` for these destinations (`sink.destination` keys) only:
         deliveries nobody can send yet are not claimed again and again."""
         keys = list(destinations)
         huvudman = [k for k in keys if not k.startswith(RECEIVER_PREFIX)]

@@ -39,9 +39,7 @@ Rules, and why
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-
-from pydantic import ValidationInfo
+from collections.abc import Callable, Sequence
 
 from adapters.codes import Kind
 from adapters.errors import AdapterError
@@ -51,29 +49,6 @@ from gateway.ownership.assignment import Assignment
 from gateway.ownership.routing import AssignmentIndex, routing_time
 
 NOT_TAKEN = "dose_not_taken"
-
-
-def refusal(kinds: Collection[Kind], alarm_route: str | None) -> str | None:
-    """Why an assignment with these kinds and route cannot make a missed dose an alarm, or None.
-
-    The one rule the CLI, the admin API and config files check (the database checks it too)."""
-    if Kind.MEDICATION not in kinds:
-        return ("a missed dose can be an alarm only where the assignment grants the medication "
-                "kind; add medication to kinds")
-    if not alarm_route:
-        return "a missed dose as an alarm needs someone to act on it; set alarm_route"
-    return None
-
-
-def validate_field(dose_alarm: bool, info: ValidationInfo) -> bool:
-    """Pydantic field validator for `dose_alarm` (assignment specs of config files and of the
-    lifecycle commands): the rule of `refusal`. Kinds that are invalid are refused under their
-    own name, not a second time here."""
-    if dose_alarm and "kinds" in info.data:
-        reason = refusal(info.data["kinds"], info.data.get("alarm_route"))
-        if reason is not None:
-            raise ValueError(reason)
-    return dose_alarm
 
 
 def is_missed_dose(event: Event) -> bool:

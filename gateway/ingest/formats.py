@@ -15,7 +15,7 @@ class Parse(Protocol):
 
 
 def _phd_fhir(payload: bytes, *, device_id: str, received_at: datetime) -> Parsed:
-    # The uploader may be a PHG (hub): which readings it may send is ingest.decode's check.
+    # The uploader may be a PHG (hub): which readings it may send is decoding.decode's check.
     return phd_fhir.parse(payload, device_id=None, received_at=received_at)
 
 

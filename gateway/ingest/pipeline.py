@@ -83,7 +83,7 @@ class Preparer(CommitListener, Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Committed:
+class SubmissionResult:
     """What happened to one submission's events."""
 
     new: tuple[uuid.UUID, ...]
@@ -101,7 +101,7 @@ class _Unstorable(Exception):
 @dataclass(slots=True)
 class _Submission:
     events: Sequence[Event]
-    on_done: Callable[[Committed], None]
+    on_done: Callable[[SubmissionResult], None]
     received: float = field(default_factory=time.monotonic)
 
 
@@ -131,7 +131,7 @@ class Pipeline:
 
     # --- transports call these, on the event loop's thread -------------------------------
 
-    def submit(self, events: Sequence[Event], on_done: Callable[[Committed], None]) -> None:
+    def submit(self, events: Sequence[Event], on_done: Callable[[SubmissionResult], None]) -> None:
         """Queue a message's events; `on_done` runs after they are committed."""
         lane = self._alarm if any(isinstance(e, Alarm) for e in events) else self._bulk
         lane.queue.append(_Submission(events, on_done))
@@ -139,12 +139,12 @@ class Pipeline:
         metrics.PENDING.inc(len(events))
         lane.wakeup.set()
 
-    async def commit(self, events: Sequence[Event]) -> Committed:
+    async def commit(self, events: Sequence[Event]) -> SubmissionResult:
         """Submit and wait for the commit (HTTP, SIP)."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Committed] = loop.create_future()
+        done: asyncio.Future[SubmissionResult] = loop.create_future()
 
-        def resolve(outcome: Committed) -> None:
+        def resolve(outcome: SubmissionResult) -> None:
             if not done.done():
                 done.set_result(outcome)
 
@@ -244,7 +244,7 @@ class Pipeline:
                 else:
                     dup.append(event.event_id)
             try:
-                sub.on_done(Committed(tuple(new), tuple(dup)))
+                sub.on_done(SubmissionResult(tuple(new), tuple(dup)))
             except Exception:  # a transport's callback must not stop the commit loop
                 log.exception("ack_callback_failed", lane=lane.name)
 

@@ -21,14 +21,13 @@ import msgspec
 from adapters.events import Alarm, Event, kind_of
 from gateway.crypto import HuvudmanPublicKey, Sealer, parse_header
 from gateway.ingest.pipeline import CommittedBatch, Stage
+from gateway.ownership.keyring import QUARANTINE, RELAY, pseudonymizer, quarantine_key, relay_key
+from gateway.ownership.registry import Registry
 from gateway.ownership.routing import AssignmentIndex, Destination, Routing
+from gateway.settings import Settings
 from gateway.store.events import BatchRows, CopyRow, DeliveryRow, EventRow, IncidentRow
 
-QUARANTINE = "hmc-quarantine"
 QUARANTINE_SUBJECT = "quarantine"
-# The alarm relay (gateway.delivery.arc): alarms routed to an alarm centre get one more copy,
-# sealed to it, so they can be sent again after a crash without ingest holding plaintext.
-RELAY = "hmc-alarm-relay"
 RELAY_SUBJECT = "alarm-relay"
 
 
@@ -203,3 +202,19 @@ def _without_position(event: Event) -> Event:
     if isinstance(event, Alarm) and event.position is not None:
         return msgspec.structs.replace(event, position=None)
     return event
+
+
+def build_sealing(settings: Settings, registry: Registry, *,
+                  arc_receivers: frozenset[str] = frozenset(),
+                  arc_lease_s: float = 0.0) -> Sealing:
+    """`arc_receivers`: the alarm routes that are alarm centres; their alarms get a relay copy
+    (`arc_lease_s`: stored leased to this instance, which sends them at once)."""
+    quarantine = quarantine_key(settings)
+    relay = relay_key(settings) if arc_receivers else None
+    own = {QUARANTINE: quarantine} | ({RELAY: relay} if relay is not None else {})
+    sealer = Sealer(registry.snapshot.public_keys | own, pseudonymizer(settings))
+    return Sealing(sealer, registry.assignment_index,
+                   fallback_alarm_receiver=settings.fallback_alarm_receiver,
+                   quarantine_ttl=timedelta(seconds=settings.quarantine_ttl_s),
+                   quarantine_key=quarantine, relay_key=relay, arc_receivers=arc_receivers,
+                   arc_lease_s=arc_lease_s)

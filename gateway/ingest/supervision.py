@@ -4,10 +4,11 @@ Swedish guidance since the national trial of digital alarms is supervision at mi
 (docs/protocols.md §5). Operators' view: docs/supervision.md.
 
 How it works, and why:
-- **Last seen, without a round trip per message.** The pipeline calls `Supervisor.observe` with
-  every committed batch; the supervisor keeps `last_seen[device]` in memory and writes what
-  changed to `device_seen` in one statement every `SUPERVISION_FLUSH_S` (and on stop), so a
-  restarted ingest, or another instance, knows who was heard when. `device_seen` is its own
+- **Last seen, without a round trip per message.** The supervisor hears of every committed
+  batch (a commit listener, stage `OBSERVE`, before the acks); it keeps `last_seen[device]` in
+  memory and writes what changed to `device_seen` in one statement every
+  `SUPERVISION_FLUSH_S` (and on stop), so a restarted ingest, or another instance, knows who
+  was heard when. `device_seen` is its own
   table: an UPDATE of `device` would make every instance reload its registry (0009_supervision).
 - **Expected interval** per device: its own `heartbeat_interval`; else, for a SCAIP unit that let
   the receiver set it (`hbo=001`), the `hbi` the gateway answered; else the default of its type
@@ -47,14 +48,14 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 
 from adapters.events import Alarm, AlarmType, DeviceStatus, Event, event_id
-from gateway.ingest.pipeline import Committed, CommittedBatch, Stage
+from gateway.ingest.pipeline import CommittedBatch, Stage, SubmissionResult
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.ownership.registry import Device, Registry
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.store.errors import DB_ERRORS
-from gateway.store.supervision import SeenRow
+from gateway.store.supervision import SeenUpdate
 
 log = get_logger("supervision")
 
@@ -67,9 +68,10 @@ BATTERY_PRIORITY = 3
 class AlarmSink(Protocol):
     """What the supervisor needs of the pipeline."""
 
-    def submit(self, events: Sequence[Event], on_done: Callable[[Committed], None]) -> None: ...
+    def submit(self, events: Sequence[Event],
+               on_done: Callable[[SubmissionResult], None]) -> None: ...
 
-    async def commit(self, events: Sequence[Event]) -> Committed: ...
+    async def commit(self, events: Sequence[Event]) -> SubmissionResult: ...
 
 
 def parse_intervals(spec: str) -> dict[str, timedelta]:
@@ -212,7 +214,7 @@ class Supervisor:
             return 0
         seen, battery = self._dirty_seen, self._dirty_battery
         self._dirty_seen, self._dirty_battery = set(), set()
-        rows = [SeenRow(d, at, self.battery_low_since.get(d), battery_known=d in battery)
+        rows = [SeenUpdate(d, at, self.battery_low_since.get(d), battery_known=d in battery)
                 for d in ids if (at := self.last_seen.get(d)) is not None]
         try:
             await self._store.supervision.flush(rows)
@@ -303,13 +305,13 @@ class Supervisor:
                          alarm_type=alarm.alarm_type.value, event_id=str(alarm.event_id))
             counted = _count_new(alarms)
 
-            def committed(outcome: Committed) -> None:
+            def on_alarms_committed(outcome: SubmissionResult) -> None:
                 counted(outcome)
                 for alarm in alarms:
                     self._dirty_battery.add(alarm.device_id)
                     self._dirty_seen.add(alarm.device_id)
 
-            self._sink.submit(alarms, committed)
+            self._sink.submit(alarms, on_alarms_committed)
 
     # --- the periodic check ----------------------------------------------------------------
 
@@ -387,10 +389,10 @@ class Supervisor:
                 log.exception("supervision_check_failed")
 
 
-def _count_new(alarms: Sequence[Alarm]) -> Callable[[Committed], None]:
+def _count_new(alarms: Sequence[Alarm]) -> Callable[[SubmissionResult], None]:
     types = {a.event_id: a.alarm_type.value for a in alarms}
 
-    def done(outcome: Committed) -> None:
+    def done(outcome: SubmissionResult) -> None:
         for new_id in outcome.new:
             if new_id in types:
                 metrics.TECHNICAL_ALARMS.labels(types[new_id]).inc()

@@ -23,10 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.delivery import wire
 from gateway.node import metrics
-from gateway.node.opening import ItemOpener, Opened, Refused
+from gateway.node.opening import ItemOpener, Refused
 from gateway.observability import logs
 from gateway.store.errors import DB_ERRORS
-from gateway.store.node import NodeStore
+from gateway.store.node import NodeStore, OpenedCopy
 from gateway.transports.http.body import read_limited
 
 log = logs.get("gateway.node")
@@ -59,10 +59,10 @@ class Receiver:
                 metrics.ITEMS.labels("undecodable").inc()
         async with self._opening:
             outcomes = await asyncio.to_thread(self._open_all, items)
-        to_store: list[Opened] = []
+        to_store: list[OpenedCopy] = []
         seen: set[uuid.UUID] = set()
         for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, Opened) and item.event_id not in seen:
+            if isinstance(outcome, OpenedCopy) and item.event_id not in seen:
                 seen.add(item.event_id)
                 to_store.append(outcome)
         started = time.monotonic()
@@ -89,8 +89,8 @@ class Receiver:
                  duplicate=sum(1 for r in results if r.status == "duplicate"))
         return results
 
-    def _open_all(self, items: Sequence[wire.Item]) -> list[Opened | str]:
-        out: list[Opened | str] = []
+    def _open_all(self, items: Sequence[wire.Item]) -> list[OpenedCopy | str]:
+        out: list[OpenedCopy | str] = []
         for item in items:
             try:
                 out.append(self.opener.open(item))

@@ -26,7 +26,7 @@ from gateway.crypto import (
 from gateway.crypto.subject import open_subject
 from gateway.delivery import wire
 from gateway.ingest.sealing import CopyPlaintext
-from gateway.store.node import NodeCopy
+from gateway.store.node import OpenedCopy
 
 NOT_THIS_HUVUDMAN = "not this huvudman"
 _KEY_ID_LEN = 16  # a sealed subject reference starts with its public key's id
@@ -39,9 +39,6 @@ class Refused(Exception):
         super().__init__(reason)
         self.reason = reason
 
-
-# One delivered item opened: what the node stores (gateway/store/node.py).
-Opened = NodeCopy
 
 _encoder = msgspec.json.Encoder()
 _copy_decoder = msgspec.json.Decoder(CopyPlaintext)
@@ -56,7 +53,7 @@ class ItemOpener:
         self._opener = Opener(huvudman, keys)
         self._by_key_id = {k.key_id: k for k in keys}
 
-    def open(self, item: wire.Item) -> Opened:
+    def open(self, item: wire.Item) -> OpenedCopy:
         if item.huvudman != self.huvudman:
             raise Refused(NOT_THIS_HUVUDMAN)
         try:
@@ -87,7 +84,7 @@ class ItemOpener:
         subjects = [{"assignment_id": str(s.assignment_id),
                      "subject_ref": self._subject(s.assignment_id, s.sealed_ref)}
                     for s in copy.subjects]
-        return Opened(event_id=item.event_id, measured_at=item.measured_at, kind=item.kind,
+        return OpenedCopy(event_id=item.event_id, measured_at=item.measured_at, kind=item.kind,
                       event_type=item.event_type, lane=item.lane,
                       content=_encoder.encode(copy.event).decode(),
                       subjects=_encoder.encode(subjects).decode(), routed_at=copy.routed_at)

@@ -20,8 +20,8 @@ from gateway.crypto import (
     generate_secret,
     load_public_key,
 )
-from gateway.ingest.sealing import QUARANTINE, RELAY
 from gateway.ownership import audit
+from gateway.ownership.keyring import QUARANTINE, RELAY
 from gateway.ownership.specs import Refusal
 from gateway.store.connector import Store
 from gateway.store.errors import UnknownReference

@@ -5,20 +5,23 @@ ever loaded here; the alarm relay's private key only where ALARM_RELAY_PRIVATE_K
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from gateway.crypto import (
     HuvudmanPublicKey,
     Opener,
     Pseudonymizer,
-    Sealer,
     load_private_key,
     load_public_key,
 )
-from gateway.ingest.sealing import QUARANTINE, RELAY, Sealing
-from gateway.ownership.registry import Registry
 from gateway.settings import Settings
+
+# HMC's own recipients of sealed copies. The quarantine: what no huvudman owns, kept a short
+# time for fault-finding. The alarm relay (gateway.delivery.arc): alarms routed to an alarm
+# centre get one more copy, sealed to it, so they can be sent again after a crash without
+# ingest holding plaintext.
+QUARANTINE = "hmc-quarantine"
+RELAY = "hmc-alarm-relay"
 
 
 class KeyringError(RuntimeError):
@@ -69,19 +72,3 @@ def relay_opener(settings: Settings) -> Opener | None:
     if private.huvudman != RELAY:
         raise KeyringError(f"the alarm relay's private key must belong to {RELAY}")
     return Opener(RELAY, [private])
-
-
-def build_sealing(settings: Settings, registry: Registry, *,
-                  arc_receivers: frozenset[str] = frozenset(),
-                  arc_lease_s: float = 0.0) -> Sealing:
-    """`arc_receivers`: the alarm routes that are alarm centres; their alarms get a relay copy
-    (`arc_lease_s`: stored leased to this instance, which sends them at once)."""
-    quarantine = quarantine_key(settings)
-    relay = relay_key(settings) if arc_receivers else None
-    own = {QUARANTINE: quarantine} | ({RELAY: relay} if relay is not None else {})
-    sealer = Sealer(registry.snapshot.public_keys | own, pseudonymizer(settings))
-    return Sealing(sealer, registry.assignment_index,
-                   fallback_alarm_receiver=settings.fallback_alarm_receiver,
-                   quarantine_ttl=timedelta(seconds=settings.quarantine_ttl_s),
-                   quarantine_key=quarantine, relay_key=relay, arc_receivers=arc_receivers,
-                   arc_lease_s=arc_lease_s)

@@ -40,11 +40,10 @@ from pydantic import (
 )
 
 from adapters.codes import Kind
-from gateway.ingest import dose_alarms
 from gateway.ownership import audit, subjects
 from gateway.ownership.assignment import LegalBasis
 from gateway.ownership.registry import new_token, token_hash
-from gateway.ownership.specs import DeviceSpec, HuvudmanCode, Refusal
+from gateway.ownership.specs import DeviceSpec, HuvudmanCode, Refusal, validate_dose_alarm
 from gateway.store.connector import Store, Transaction, as_interval
 from gateway.store.errors import UnknownReference
 from gateway.store.lifecycle import LockedDevice
@@ -210,7 +209,7 @@ class NewAssignment(BaseModel):
         return consent
 
     _dose_alarm_needs_medication_and_route = field_validator("dose_alarm")(
-        dose_alarms.validate_field)
+        validate_dose_alarm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,10 +267,25 @@ async def _end_open(tx: Transaction, device_id: str, at: datetime,
     return ended
 
 
-async def enter_assigned(tx: Transaction, device_id: str) -> None:
-    """An assignment was added outside `assign` (a config file, `gateway assignment add`): the
-    device is assigned from now on, by the same rules as `assign`. A device that is assigned
-    already (a kommun beside the region) stays so, its `state_since` unchanged."""
+async def _check_start(tx: Transaction, device: LockedDevice, start: datetime) -> None:
+    """A device back in stock may not be lent from before its last assignment ended, nor
+    before it was made ready: readings measured while it was at HMC reach no huvudman."""
+    history_end = await tx.lifecycle.last_assignment_end(device.id)
+    if history_end is None:
+        return
+    if start < history_end:
+        raise InvalidRequest("valid_from", "must not be before the device's last "
+                             f"assignment ended ({history_end.isoformat()})")
+    if start < device.state_since:
+        raise InvalidRequest("valid_from", "must not be before the device was made "
+                             f"ready ({device.state_since.isoformat()})")
+
+
+async def enter_assigned(tx: Transaction, device_id: str, start: datetime) -> None:
+    """An assignment from `start` is about to be added outside `assign` (a config file,
+    `gateway assignment add`): by the same rules as `assign`, the device is assigned from now
+    on. A device that is assigned already (a kommun beside the region) stays so, its
+    `state_since` unchanged."""
     device = await tx.lifecycle.lock_device(device_id)
     if device is None:
         raise DeviceNotFound(device_id)
@@ -280,7 +294,27 @@ async def enter_assigned(tx: Transaction, device_id: str) -> None:
         return
     if state not in TRANSITIONS[Action.ASSIGN].sources:
         raise TransitionRefused(device_id, state, Action.ASSIGN)
+    await _check_start(tx, device, start)
     await _set_state(tx, device_id, Action.ASSIGN)
+
+
+async def put_device(tx: Transaction, spec: DeviceSpec,
+                     credential_sha256: bytes | None) -> bool:
+    """A device from a config file or `gateway device add`: a new one is registered in stock,
+    an existing one updated (its credential kept unless a new one is given); a retired one is
+    refused (it stays retired, without a credential). Whether anything changed. Raises
+    UnknownReference for an unknown hub."""
+    current = await tx.lifecycle.lock_device(spec.id)
+    interval = as_interval(spec.heartbeat_interval_s)
+    if current is None:
+        if await tx.lifecycle.insert_device(spec.id, spec.type, spec.model, credential_sha256,
+                                            interval, spec.hub):
+            return True
+        current = await tx.lifecycle.lock_device(spec.id)  # registered meanwhile
+    if current is not None and State(current.state) is State.RETIRED:
+        raise TransitionRefused(spec.id, State.RETIRED, Action.REGISTER)
+    return await tx.registration.upsert_device(spec.id, spec.type, spec.model,
+                                               credential_sha256, interval, spec.hub)
 
 
 async def register(store: Store, device_id: str, device_type: str, model: str | None = None,
@@ -310,32 +344,6 @@ async def register(store: Store, device_id: str, device_type: str, model: str | 
     return LifecycleResult(spec.id, Action.REGISTER, State.IN_STOCK, token=token)
 
 
-async def issue_credential(store: Store, spec: DeviceSpec, *,
-                           actor: str | None = None) -> str:
-    """`gateway device add`: register the device if it is new (in stock), or update an
-    existing one; either way with a new credential (returned once, stored as a hash). A
-    retired device stays retired: it gets no credential."""
-    token = new_token()
-    async with store.transaction() as tx:
-        current = await tx.lifecycle.lock_device(spec.id)
-        if current is not None and State(current.state) is State.RETIRED:
-            raise TransitionRefused(spec.id, State.RETIRED, Action.REGISTER)
-        try:
-            if current is None:
-                await tx.lifecycle.insert_device(
-                    spec.id, spec.type, spec.model, token_hash(token),
-                    as_interval(spec.heartbeat_interval_s), spec.hub)
-            else:
-                await tx.registration.upsert_device(
-                    spec.id, spec.type, spec.model, token_hash(token),
-                    as_interval(spec.heartbeat_interval_s), spec.hub)
-        except UnknownReference:
-            raise InvalidRequest("hub", f"unknown device {spec.hub}") from None
-        await audit.record(tx, "device.credential_issued", spec.id, actor=actor,
-                           type=spec.type, hub=spec.hub)
-    return token
-
-
 async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignment],
                  valid_from: datetime | None = None, *,
                  actor: str | None = None) -> LifecycleResult:
@@ -349,14 +357,8 @@ async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignme
         raise InvalidRequest("valid_from", "needs a time zone")
     async with store.transaction() as tx:
         device = await _lock(tx, device_id, Action.ASSIGN)
-        history_end = await tx.lifecycle.last_assignment_end(device_id)
-        if history_end is not None:
-            if start < history_end:
-                raise InvalidRequest("valid_from", "must not be before the device's last "
-                                     f"assignment ended ({history_end.isoformat()})")
-            if start < device.state_since:
-                raise InvalidRequest("valid_from", "must not be before the device was made "
-                                     f"ready ({device.state_since.isoformat()})")
+        reissue = await tx.lifecycle.last_assignment_end(device_id) is not None
+        await _check_start(tx, device, start)
         created = []
         for i, a in enumerate(assignments):
             if not await tx.registration.huvudman_exists(a.huvudman):
@@ -379,7 +381,7 @@ async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignme
                                position_consent=a.position_consent, dose_alarm=a.dose_alarm)
             created.append(new_id)
         state = await _set_state(tx, device_id, Action.ASSIGN)
-        await audit.record(tx, "device.reissue" if history_end is not None else "device.assign",
+        await audit.record(tx, "device.reissue" if reissue else "device.assign",
                            device_id, actor=actor, state=state.value,
                            assignments=[str(c) for c in created],
                            huvudman=sorted({a.huvudman for a in assignments}), valid_from=start)

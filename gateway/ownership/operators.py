@@ -13,13 +13,9 @@ from gateway.ownership import audit
 from gateway.ownership.registry import new_token, token_hash
 from gateway.ownership.specs import Refusal
 from gateway.store.connector import Store
-from gateway.store.operators import OperatorRow
+from gateway.store.operators import Operator
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-
-# An operator as the CLI lists it (name, enabled, when created and disabled).
-Operator = OperatorRow
 
 
 def actor(name: str) -> str:

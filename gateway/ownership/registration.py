@@ -15,12 +15,18 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, StringConstraints, ValidationError, field_validator
 
 from adapters.codes import Kind
-from gateway.ingest import dose_alarms
 from gateway.ownership import audit, lifecycle, subjects
 from gateway.ownership.assignment import LegalBasis
-from gateway.ownership.registry import token_hash
-from gateway.ownership.specs import DeviceId, DeviceSpec, HuvudmanCode, Refusal, Strict
-from gateway.store.connector import Store, Transaction, as_interval
+from gateway.ownership.registry import new_token, token_hash
+from gateway.ownership.specs import (
+    DeviceId,
+    DeviceSpec,
+    HuvudmanCode,
+    Refusal,
+    Strict,
+    validate_dose_alarm,
+)
+from gateway.store.connector import Store, Transaction
 from gateway.store.errors import UnknownReference
 from gateway.store.registration import NewAssignmentRow
 
@@ -45,7 +51,7 @@ class AssignmentSpec(Strict):
     dose_alarm: bool = False  # a missed medicine dose is an alarm (gateway/ingest/dose_alarms.py)
 
     _dose_alarm_needs_medication_and_route = field_validator("dose_alarm")(
-        dose_alarms.validate_field)
+        validate_dose_alarm)
 
 
 class ConfigFile(Strict):
@@ -78,18 +84,12 @@ async def apply_config(store: Store, config: ConfigFile) -> dict[str, int]:
     """Upsert everything in `config`; returns how many of each kind were read."""
     async with store.transaction() as tx:
         for h in config.huvudman:
-            if await tx.registration.upsert_huvudman(h.code, h.name, h.kind):
-                await audit.record(tx, "huvudman.upsert", h.code, kind=h.kind)
+            await _put_huvudman(tx, h)
         # Hubs first: a device's hub must exist before the device can name it.
         for d in sorted(config.device, key=lambda d: d.hub is not None):
             digest = (bytes.fromhex(d.token_sha256) if d.token_sha256
                       else token_hash(d.token) if d.token else None)
-            try:
-                changed = await tx.registration.upsert_device(
-                    d.id, d.type, d.model, digest, as_interval(d.heartbeat_interval_s), d.hub)
-            except UnknownReference:
-                raise Refusal(f"device {d.id}: unknown hub {d.hub}") from None
-            if changed:
+            if await _put_device(tx, d, digest):
                 await audit.record(tx, "device.upsert", d.id, type=d.type, hub=d.hub,
                                    credential=digest is not None)
         for a in config.assignment:
@@ -98,15 +98,31 @@ async def apply_config(store: Store, config: ConfigFile) -> dict[str, int]:
             "assignment": len(config.assignment)}
 
 
+async def _put_huvudman(tx: Transaction, spec: HuvudmanSpec) -> None:
+    if await tx.registration.upsert_huvudman(spec.code, spec.name, spec.kind):
+        await audit.record(tx, "huvudman.upsert", spec.code, kind=spec.kind)
+
+
+async def _put_device(tx: Transaction, spec: DeviceSpec, credential_sha256: bytes | None) -> bool:
+    try:
+        return await lifecycle.put_device(tx, spec, credential_sha256)
+    except UnknownReference:
+        raise Refusal(f"device {spec.id}: unknown hub {spec.hub}") from None
+
+
 async def _insert_assignment(tx: Transaction, a: AssignmentSpec) -> bool:
     """Add an assignment (once: loading the same file again changes nothing); its device is
-    assigned from then on, by the lifecycle's rules (a retired or returned device is refused)."""
+    assigned from then on, by the lifecycle's rules (a retired or returned device is refused,
+    and a device back in stock is not lent from before it was made ready)."""
+    if await tx.registration.assignment_exists(a.id):
+        return False
+    await lifecycle.enter_assigned(tx, a.device, a.valid_from)
     try:
         key, sealed = await subjects.protect(tx, a.huvudman, a.id, a.subject_ref)
     except subjects.SubjectError as err:
         raise Refusal(f"assignment {a.id}: {err}") from None
     try:
-        inserted = await tx.registration.insert_assignment(NewAssignmentRow(
+        await tx.registration.insert_assignment(NewAssignmentRow(
             id=a.id, device_id=a.device, huvudman=a.huvudman, subject_key=key,
             legal_basis=a.legal_basis.value, kinds=[k.value for k in a.kinds],
             valid_from=a.valid_from, valid_to=a.valid_to, alarm_route=a.alarm_route,
@@ -115,21 +131,18 @@ async def _insert_assignment(tx: Transaction, a: AssignmentSpec) -> bool:
     except UnknownReference as err:
         what = "device" if "device" in err.constraint else "huvudman"
         raise Refusal(f"assignment {a.id}: unknown {what}") from None
-    if inserted:
-        await lifecycle.enter_assigned(tx, a.device)
-        await audit.record(tx, "assignment.add", str(a.id), device=a.device,
-                           huvudman=a.huvudman, legal_basis=a.legal_basis.value,
-                           kinds=[k.value for k in a.kinds], valid_from=a.valid_from,
-                           valid_to=a.valid_to, alarm_route=a.alarm_route,
-                           position_consent=a.position_consent, dose_alarm=a.dose_alarm)
-    return inserted
+    await audit.record(tx, "assignment.add", str(a.id), device=a.device,
+                       huvudman=a.huvudman, legal_basis=a.legal_basis.value,
+                       kinds=[k.value for k in a.kinds], valid_from=a.valid_from,
+                       valid_to=a.valid_to, alarm_route=a.alarm_route,
+                       position_consent=a.position_consent, dose_alarm=a.dose_alarm)
+    return True
 
 
 async def add_huvudman(store: Store, spec: HuvudmanSpec) -> None:
     """Register or rename a huvudman (audit-logged, as a config file's would be)."""
     async with store.transaction() as tx:
-        if await tx.registration.upsert_huvudman(spec.code, spec.name, spec.kind):
-            await audit.record(tx, "huvudman.upsert", spec.code, kind=spec.kind)
+        await _put_huvudman(tx, spec)
 
 
 async def add_device(store: Store, device_id: str, device_type: str, model: str | None,
@@ -138,7 +151,12 @@ async def add_device(store: Store, device_id: str, device_type: str, model: str 
     The lifecycle decides: a new device is in stock, a retired one is refused."""
     spec = DeviceSpec(id=device_id, type=device_type, model=model,
                       heartbeat_interval_s=heartbeat_interval_s, hub=hub)
-    return await lifecycle.issue_credential(store, spec)
+    token = new_token()
+    async with store.transaction() as tx:
+        await _put_device(tx, spec, token_hash(token))
+        await audit.record(tx, "device.credential_issued", spec.id, type=spec.type,
+                           hub=spec.hub)
+    return token
 
 
 async def add_assignment(store: Store, spec: AssignmentSpec) -> uuid.UUID:

@@ -17,7 +17,7 @@ from gateway.crypto import HuvudmanPublicKey, load_public_key
 from gateway.ownership.assignment import Assignment, LegalBasis
 from gateway.ownership.routing import AssignmentIndex
 from gateway.store.connector import Store
-from gateway.store.registry import DeviceRow
+from gateway.store.registry import Device as Device  # re-exported: as ingest knows it
 
 TOKEN_BYTES = 32
 
@@ -29,10 +29,6 @@ def new_token() -> str:
 
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
-
-
-# A device as ingest knows it: the registry's row, as stored.
-Device = DeviceRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,11 @@ from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.scaip_client import ScaipClient
 from gateway.delivery.sink_config import arc_password, build_sinks, read_arcs
 from gateway.ingest.pipeline import Pipeline
+from gateway.ingest.sealing import build_sealing
 from gateway.ingest.supervision import Supervisor
 from gateway.observability.logs import get as get_logger
 from gateway.ownership import erasure
-from gateway.ownership.keyring import build_sealing, relay_opener
+from gateway.ownership.keyring import relay_opener
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 from gateway.store.connector import Store

@@ -83,7 +83,7 @@ class Store(Areas):
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._pool.fetchval("SELECT 1", timeout=2))
+            return await self.events.ping()
         except DB_ERRORS:
             return False
 

@@ -4,13 +4,9 @@ quarantine, and telling ingest processes to drop their cached keys."""
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 
 from gateway.store.statements import Queries, affected
-
-# The partitions `old_partitions` can name (migration 0002): nothing else is ever dropped.
-_PARTITION = re.compile(r"^(event|event_copy)_[0-9]{4}_[0-9]{2}$")
 
 
 class ErasureQueries(Queries, area="erasure"):
@@ -42,9 +38,8 @@ class ErasureQueries(Queries, area="erasure"):
         return [r["partition"] for r in await self._fetch("old_partitions", before)]
 
     async def drop_partition(self, name: str) -> None:
-        if not _PARTITION.fullmatch(name):
-            raise ValueError(f"not an event partition: {name}")
-        await self._db.execute(f'DROP TABLE "{name}"')
+        """Drop a monthly partition `old_partitions` named (the database checks the name)."""
+        await self._execute("drop_partition", name)
 
     async def expired_quarantine(self, now: datetime) -> int:
         return int(await self._fetchval("expired_quarantine", now))

@@ -134,5 +134,9 @@ class EventQueries(Queries, area="events"):
         """The monthly partitions around now exist; the names of those created now."""
         return [r[0] for r in await self._fetch("ensure_partitions", months_back, months_ahead)]
 
+    async def ping(self) -> bool:
+        """The database answers within 2 s (readiness must not hang on a stuck server)."""
+        return bool(await self._db.fetchval(self._sql("ping"), timeout=2))
+
     async def counts_by_type(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in await self._fetch("counts_by_type")}

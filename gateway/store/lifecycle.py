@@ -15,19 +15,14 @@ from gateway.store.statements import Queries
 @dataclass(frozen=True, slots=True)
 class LockedDevice:
     id: str
-    device_type: str
     state: str
     state_since: datetime
-    has_credential: bool
-    hub_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class OpenAssignment:
     id: uuid.UUID
     huvudman: str
-    valid_from: datetime
-    valid_to: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +34,6 @@ class DeviceView:
     state_since: datetime
     has_credential: bool
     hub_id: str | None
-    heartbeat_interval: timedelta | None
-    created_at: datetime
     paired: list[str]
 
 
@@ -48,12 +41,11 @@ class LifecycleQueries(Queries, area="lifecycle"):
     async def lock_device(self, device_id: str) -> LockedDevice | None:
         """The device row, locked until the transaction ends (run it in one)."""
         r = await self._fetchrow("lock_device", device_id)
-        return None if r is None else LockedDevice(
-            r["id"], r["device_type"], r["state"], r["state_since"], r["has_credential"],
-            r["hub_id"])
+        return None if r is None else LockedDevice(r["id"], r["state"], r["state_since"])
 
     async def insert_device(self, device_id: str, device_type: str, model: str | None,
-                            credential_sha256: bytes, heartbeat_interval: timedelta | None,
+                            credential_sha256: bytes | None,
+                            heartbeat_interval: timedelta | None,
                             hub_id: str | None) -> bool:
         """A new device, in stock since now; False when the id is taken. Raises
         UnknownReference for an unknown hub."""
@@ -73,7 +65,7 @@ class LifecycleQueries(Queries, area="lifecycle"):
 
     async def open_assignments(self, device_id: str, at: datetime) -> list[OpenAssignment]:
         """The device's assignments still covering some time from `at` on, oldest first."""
-        return [OpenAssignment(r["id"], r["huvudman"], r["valid_from"], r["valid_to"])
+        return [OpenAssignment(r["id"], r["huvudman"])
                 for r in await self._fetch("open_assignments", device_id, at)]
 
     async def end_assignment(self, assignment_id: uuid.UUID, at: datetime) -> datetime | None:
@@ -94,5 +86,4 @@ class LifecycleQueries(Queries, area="lifecycle"):
         r = await self._fetchrow("device", device_id)
         return None if r is None else DeviceView(
             r["id"], r["device_type"], r["model"], r["state"], r["state_since"],
-            r["has_credential"], r["hub_id"], r["heartbeat_interval"], r["created_at"],
-            list(r["paired"]))
+            r["has_credential"], r["hub_id"], list(r["paired"]))

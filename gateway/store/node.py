@@ -27,7 +27,7 @@ async def migrate_node(dsn: str) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class NodeCopy:
+class OpenedCopy:
     """One delivered item as the node keeps it: opened, with its subjects."""
 
     event_id: uuid.UUID
@@ -80,7 +80,8 @@ class FhirDead:
 
 
 class NodeQueries(Queries, area="node"):
-    async def store_copies(self, huvudman: str, copies: Sequence[NodeCopy]) -> frozenset[uuid.UUID]:
+    async def store_copies(self, huvudman: str,
+                           copies: Sequence[OpenedCopy]) -> frozenset[uuid.UUID]:
         rows = await self._fetch(
             "store_copies", huvudman,
             [c.event_id for c in copies], [c.measured_at for c in copies],
@@ -143,7 +144,7 @@ class NodeStore:
         product goes through the queries (tests/test_layout.py checks that)."""
         return self._pool
 
-    async def store(self, copies: Sequence[NodeCopy]) -> frozenset[uuid.UUID]:
+    async def store(self, copies: Sequence[OpenedCopy]) -> frozenset[uuid.UUID]:
         """Store the opened copies of one batch at once; returns the ids that are new."""
         if not copies:
             return frozenset()

@@ -9,7 +9,7 @@ from gateway.store.statements import Queries
 
 
 @dataclass(frozen=True, slots=True)
-class OperatorRow:
+class Operator:
     name: str
     enabled: bool
     created_at: datetime
@@ -30,6 +30,6 @@ class OperatorQueries(Queries, area="operators"):
         """False when there is no such enabled operator."""
         return await self._fetchval("disable", name) is not None
 
-    async def listing(self) -> list[OperatorRow]:
-        return [OperatorRow(r["name"], r["enabled"], r["created_at"], r["disabled_at"])
+    async def listing(self) -> list[Operator]:
+        return [Operator(r["name"], r["enabled"], r["created_at"], r["disabled_at"])
                 for r in await self._fetch("listing")]

@@ -67,9 +67,9 @@ class RegistrationQueries(Queries, area="registration"):
         """Whether anything changed (a config file loaded twice changes nothing)."""
         return affected(await self._execute("upsert_huvudman", code, name, kind)) > 0
 
-    async def huvudmän(self) -> list[HuvudmanRow]:
+    async def huvudman_listing(self) -> list[HuvudmanRow]:
         return [HuvudmanRow(r["code"], r["name"], r["kind"])
-                for r in await self._fetch("huvudmän")]
+                for r in await self._fetch("huvudman_listing")]
 
     async def huvudman_exists(self, code: str) -> bool:
         return bool(await self._fetchval("huvudman_exists", code))
@@ -88,6 +88,9 @@ class RegistrationQueries(Queries, area="registration"):
         return [DeviceListing(r["id"], r["device_type"], r["model"], r["state"],
                               r["has_credential"], int(r["active_assignments"]))
                 for r in await self._fetch("devices")]
+
+    async def assignment_exists(self, assignment_id: uuid.UUID) -> bool:
+        return bool(await self._fetchval("assignment_exists", assignment_id))
 
     async def insert_assignment(self, a: NewAssignmentRow) -> bool:
         """Whether it was inserted now (False: that id exists). Raises UnknownReference for an

@@ -11,7 +11,7 @@ from gateway.store.statements import Queries
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceRow:
+class Device:
     id: str
     device_type: str
     state: str
@@ -37,8 +37,8 @@ class AssignmentRow:
 
 
 class RegistryQueries(Queries, area="registry"):
-    async def devices(self) -> list[DeviceRow]:
-        return [DeviceRow(r["id"], r["device_type"], r["state"],
+    async def devices(self) -> list[Device]:
+        return [Device(r["id"], r["device_type"], r["state"],
                           bytes(r["credential_sha256"]) if r["credential_sha256"] else None,
                           r["heartbeat_interval"], r["hub_id"])
                 for r in await self._fetch("devices")]

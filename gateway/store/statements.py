@@ -18,6 +18,8 @@ import asyncpg
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
 # `:name`, but not the second colon of a cast (`x::int`) nor a word's inside (`a:b`).
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z][a-z0-9_]*)")
+_POSITIONAL = re.compile(r"\$[0-9]")
+_QUOTED = re.compile(r"'[^']*'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,26 +28,27 @@ class Statement:
     params: tuple[str, ...] = ()  # named placeholders, in position order; () for $n statements
 
 
-def _compile(body: str) -> Statement:
-    names: list[str] = []
-
-    def position(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    text = "\n".join(line for line in body.strip().splitlines()
-                     if not line.lstrip().startswith("--"))
-    if "$1" in text:
-        return Statement(body.strip())
-    return Statement(_PLACEHOLDER.sub(position, text), tuple(names))
+def _compile(name: str, body: str) -> Statement:
+    """Positional statements (`$1`, `$2`, ...) stay as written; named ones (`:name`) get
+    positions. A statement may not mix the two. Comments are not SQL: `:word` in one is not a
+    placeholder."""
+    sql = "\n".join(line.split("--", 1)[0].rstrip() for line in body.strip().splitlines())
+    sql = "\n".join(line for line in sql.splitlines() if line.strip())
+    named = list(dict.fromkeys(_PLACEHOLDER.findall(_QUOTED.sub("''", sql))))
+    if named and _POSITIONAL.search(sql):
+        raise ValueError(f"statement {name} mixes $n and :name placeholders")
+    if not named:
+        return Statement(sql)
+    return Statement(_PLACEHOLDER.sub(lambda m: f"${named.index(m.group(1)) + 1}", sql),
+                     tuple(named))
 
 
 def load(filename: str, package: str = "gateway.store") -> dict[str, Statement]:
     """The statements of one file (`sql/<area>.sql` of `package`), by name."""
     text = resources.files(package).joinpath(filename).read_text("utf-8")
     parts = _NAME.split(text)
-    return {name: _compile(body) for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    return {name: _compile(name, body)
+            for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 # A pool (each statement its own transaction) or one connection inside a transaction: asyncpg

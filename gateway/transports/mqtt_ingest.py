@@ -33,7 +33,7 @@ from adapters.errors import Rejection
 from adapters.events import Alarm
 from adapters.native import rejection_document
 from gateway.ingest import decoding
-from gateway.ingest.pipeline import Committed, Pipeline
+from gateway.ingest.pipeline import Pipeline, SubmissionResult
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.ownership.registry import Registry
@@ -182,8 +182,9 @@ class MqttIngest:
         for mid, qos, decoded, started in batch:
             self._pipeline.submit(decoded.events, self._acknowledger(mid, qos, started))
 
-    def _acknowledger(self, mid: int, qos: int, started: float) -> Callable[[Committed], None]:
-        def acknowledge(outcome: Committed) -> None:
+    def _acknowledger(self, mid: int, qos: int,
+                      started: float) -> Callable[[SubmissionResult], None]:
+        def acknowledge(outcome: SubmissionResult) -> None:
             if qos > 0:
                 self.client.ack(mid, qos)
             self._acked.inc()

@@ -30,8 +30,7 @@ from gateway.delivery import alarm_history
 from gateway.delivery.arc import ArcForwarder, ArcJob, jobs_from
 from gateway.delivery.arc_config import ArcSpec
 from gateway.delivery.scaip_alarm import did_for, ref_for
-from gateway.ingest.sealing import RelayPlaintext
-from gateway.ownership.keyring import build_sealing
+from gateway.ingest.sealing import RelayPlaintext, build_sealing
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 from gateway.store.alarms import AlarmDelivery

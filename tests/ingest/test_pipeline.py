@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from adapters.codes import Kind
 from adapters.events import Alarm, AlarmType, Event, Quantity, Reading, event_id
-from gateway.ingest.pipeline import Committed, CommittedBatch, Pipeline, Stage
+from gateway.ingest.pipeline import CommittedBatch, Pipeline, Stage, SubmissionResult
 from gateway.ingest.sealing import Sealing
 from gateway.store.connector import Store
 from gateway.store.events import BatchRows
@@ -76,8 +76,8 @@ async def test_resend_within_one_batch_counts_as_duplicate(own_store: Store,
     first, second = await asyncio.gather(pipeline.commit([reading]), pipeline.commit([reading]))
     pipeline.stop()
     await task
-    assert (first, second) == (Committed((reading.event_id,), ()),
-                               Committed((), (reading.event_id,)))
+    assert (first, second) == (SubmissionResult((reading.event_id,), ()),
+                               SubmissionResult((), (reading.event_id,)))
     assert pipeline.commits == 1
 
 
@@ -145,7 +145,7 @@ async def test_an_event_the_database_refuses_stays_unacknowledged_and_the_rest_i
     pipeline = Pipeline(own_store, sealing, max_events=500, max_wait_s=0.05)
     task = await _run(pipeline)
     before = _unstorable()
-    acked: dict[int, Committed] = {}
+    acked: dict[int, SubmissionResult] = {}
     messages = [[e] for e in good[:4]] + [[good[4], bad]] + [[e] for e in good[5:]]
     for n, events in enumerate(messages):
         pipeline.submit(events, lambda outcome, n=n: acked.__setitem__(n, outcome))

@@ -408,10 +408,28 @@ async def test_the_older_commands_move_devices_through_the_lifecycle_too(
     state, since = await _state(store, listed)
     assert state == "assigned" and since >= before
 
+    # Back in stock after a return: not lent again from before it was made ready.
+    returned_at = datetime.now(UTC)
     await run("device", "return", dev)
+    await run("device", "recondition", dev)
+    await run("device", "ready", dev)
+    refused = await run("assignment", "add", dev, "1490", "--subject-ref", SUBJECT_NEW,
+                        "--legal-basis", "SoL", "--kind", "weight",
+                        "--valid-from", returned_at.strftime("%Y-%m-%dT%H:%M:%S.%f%z"), ok=False)
+    assert "valid_from: must not be before the device's last assignment ended" in refused
+    assert (await _state(store, dev))[0] == "in_stock"
+
     await run("device", "retire", dev)
     refused = await run("device", "add", dev, "scale", ok=False)
     assert f"device {dev} is retired; it cannot be registered" in refused
+    retired = tmp_path / "retired.toml"
+    retired.write_text(f'[[device]]\nid = "{dev}"\ntype = "scale"\n'
+                       f'token = "test-token-for-a-retired-device"\n')
+    refused = await run("config", "load", str(retired), ok=False)
+    assert f"device {dev} is retired; it cannot be registered" in refused
+    refused = await run("device", "add", "T-HB-0", "scale", "--heartbeat-interval-s", "0",
+                        ok=False)
+    assert "heartbeat_interval_s: Input should be greater than 0" in refused
     refused = await run("assignment", "add", dev, "1490", "--subject-ref", SUBJECT_NEW,
                         "--legal-basis", "SoL", "--kind", "weight", ok=False)
     assert f"device {dev} is retired; it cannot be assigned" in refused

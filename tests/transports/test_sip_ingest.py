@@ -23,7 +23,7 @@ from gateway.delivery.arc_config import ArcAddress
 from gateway.delivery.scaip_client import ScaipClient
 from gateway.delivery.tls import client_context
 from gateway.demo import embedded
-from gateway.ingest.pipeline import Committed
+from gateway.ingest.pipeline import SubmissionResult
 from gateway.observability import metrics
 from gateway.settings import Settings
 from gateway.store.connector import Store
@@ -340,11 +340,11 @@ class _SlowOnce:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def commit(self, events: Any) -> Committed:
+    async def commit(self, events: Any) -> SubmissionResult:
         self.calls += 1
         if self.calls == 1:
             await asyncio.sleep(0.6)
-        return Committed(tuple(e.event_id for e in events), ())
+        return SubmissionResult(tuple(e.event_id for e in events), ())
 
 
 async def test_slow_commit_is_answered_hold_and_the_simulated_unit_resends(

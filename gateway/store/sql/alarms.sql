@@ -2,7 +2,7 @@
 
 -- name: event
 -- An alarm's own facts (no content: that is sealed): when it was measured, received, committed.
-SELECT event_id, device_id, measured_at, received_at, stored_at, routed_at, flags, source
+SELECT event_id, device_id, measured_at, received_at, stored_at, source
 FROM event WHERE event_id = $1 AND event_type = 'alarm';
 
 -- name: deliveries
@@ -20,7 +20,6 @@ SELECT reason, created_at, resolved_at FROM incident WHERE event_id = $1 ORDER B
 SELECT e.event_id, e.device_id, e.received_at, e.stored_at,
        count(d.id) AS deliveries,
        count(d.id) FILTER (WHERE d.state = 'done') AS delivered,
-       max(d.finished_at) AS last_delivered_at,
        bool_or(i.event_id IS NOT NULL) AS incident
 FROM event e
 LEFT JOIN delivery d ON d.event_id = e.event_id

@@ -29,6 +29,9 @@ WHERE p.relname IN ('event', 'event_copy') AND c.relname ~ '_[0-9]{4}_[0-9]{2}$'
   AND to_date(right(c.relname, 7), 'YYYY_MM') < $1::date
 ORDER BY c.relname;
 
+-- name: drop_partition
+SELECT drop_event_partition($1);
+
 -- name: expired_quarantine
 SELECT count(*) FROM event_copy WHERE expires_at < $1;
 

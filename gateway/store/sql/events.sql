@@ -70,3 +70,7 @@ SELECT ensure_event_partitions($1, $2);
 
 -- name: counts_by_type
 SELECT event_type, count(*) FROM event GROUP BY event_type ORDER BY event_type;
+
+-- name: ping
+-- Readiness: the database answers.
+SELECT 1;

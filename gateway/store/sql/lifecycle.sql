@@ -2,9 +2,7 @@
 
 -- name: lock_device
 -- The device row, locked until the transaction ends: two operators cannot race a transition.
-SELECT id, device_type, state, state_since, credential_sha256 IS NOT NULL AS has_credential,
-       hub_id
-FROM device WHERE id = $1 FOR UPDATE;
+SELECT id, state, state_since FROM device WHERE id = $1 FOR UPDATE;
 
 -- name: insert_device
 INSERT INTO device (id, device_type, model, credential_sha256, heartbeat_interval, hub_id,
@@ -23,7 +21,7 @@ UPDATE device SET credential_sha256 = $2, updated_at = now() WHERE id = $1 RETUR
 
 -- name: open_assignments
 -- Assignments of a device that still cover some time from $2 on, oldest first.
-SELECT id, huvudman, valid_from, valid_to FROM assignment
+SELECT id, huvudman FROM assignment
 WHERE device_id = $1 AND (valid_to IS NULL OR valid_to > $2)
 ORDER BY valid_from, id;
 
@@ -45,6 +43,6 @@ RETURNING id;
 
 -- name: device
 SELECT id, device_type, model, state, state_since, credential_sha256 IS NOT NULL AS has_credential,
-       hub_id, heartbeat_interval, created_at,
+       hub_id,
        ARRAY(SELECT p.id FROM device p WHERE p.hub_id = device.id ORDER BY p.id) AS paired
 FROM device WHERE id = $1;

@@ -5,7 +5,7 @@ INSERT INTO huvudman (code, name, kind) VALUES ($1, $2, $3)
 ON CONFLICT (code) DO UPDATE SET name = excluded.name, kind = excluded.kind
 WHERE (huvudman.name, huvudman.kind) IS DISTINCT FROM (excluded.name, excluded.kind);
 
--- name: huvudmän
+-- name: huvudman_listing
 SELECT code, name, kind FROM huvudman ORDER BY code;
 
 -- name: huvudman_exists
@@ -31,6 +31,9 @@ SELECT d.id, d.device_type, d.model, d.state, d.credential_sha256 IS NOT NULL AS
          WHERE a.device_id = d.id AND a.valid_from <= now()
            AND (a.valid_to IS NULL OR a.valid_to > now())) AS active_assignments
 FROM device d ORDER BY d.id;
+
+-- name: assignment_exists
+SELECT EXISTS (SELECT 1 FROM assignment WHERE id = $1);
 
 -- name: insert_assignment
 -- $4 is the subject's keyed pseudonym and $11 the reference sealed to the huvudman; the

@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from adapters.errors import Rejection
 from adapters.events import Event
 from gateway.ingest import decoding, formats
-from gateway.ingest.pipeline import Committed, Pipeline
+from gateway.ingest.pipeline import Pipeline, SubmissionResult
 from gateway.observability import metrics
 from gateway.ownership.registry import AuthError, Device, Registry, token_hash
 from gateway.settings import Settings
@@ -142,7 +142,7 @@ class HttpIngest:
             (mine if self.registry.may_speak_for(uploader, e.device_id) else foreign).append(e)
         return mine, foreign
 
-    async def commit(self, events: Sequence[Event], started: float) -> Committed:
+    async def commit(self, events: Sequence[Event], started: float) -> SubmissionResult:
         """Commit and count; raises CommitTimeout when the commit does not come in time."""
         try:
             done = await asyncio.wait_for(self.pipeline.commit(events),
@@ -157,28 +157,38 @@ class HttpIngest:
 
     async def native_style(self, request: Request, device_id: str, token: str | None, *,
                            content_type: str | None, formats_by_type: Mapping[str, str],
-                           parse: formats.Parse | None = None,
-                           body: bytes | None = None) -> Response:
-        """Authenticate the device, read and decode its body (`formats_by_type`: which format
-        each accepted content type is), commit, and answer: 200 with what was stored, what was
-        already stored and each rejected item; 422 when nothing was usable. A `body` already
-        read (OsmAnd's fields) is decoded as `formats_by_type`'s only format."""
+                           parse: formats.Parse | None = None) -> Response:
+        """Authenticate the device, read its body (`formats_by_type`: which format each
+        accepted content type is), decode, commit and answer (`native_body`)."""
         started = time.monotonic()
         try:
             self.registry.authenticate(device_id, token)
         except AuthError as err:
             return auth_failed(err)
+        fmt = formats_by_type.get(mime(content_type, JSON))
+        if fmt is None:
+            count_refusal("content_type")
+            return json_response(415, {"error": "unsupported content type; send "
+                                                + " or ".join(sorted(formats_by_type))})
+        body = await self.read_body(request)
         if body is None:
-            fmt = formats_by_type.get(mime(content_type, JSON))
-            if fmt is None:
-                count_refusal("content_type")
-                return json_response(415, {"error": "unsupported content type; send "
-                                                    + " or ".join(sorted(formats_by_type))})
-            body = await self.read_body(request)
-            if body is None:
-                return json_response(413, {"error": too_large(self.settings)})
-        else:
-            (fmt,) = set(formats_by_type.values())
+            return json_response(413, {"error": too_large(self.settings)})
+        return await self._decode_and_commit(device_id, fmt, body, parse, started)
+
+    async def native_body(self, device_id: str, token: str | None, fmt: str, body: bytes,
+                          parse: formats.Parse | None = None) -> Response:
+        """As `native_style`, for a body already read (OsmAnd's fields)."""
+        started = time.monotonic()
+        try:
+            self.registry.authenticate(device_id, token)
+        except AuthError as err:
+            return auth_failed(err)
+        return await self._decode_and_commit(device_id, fmt, body, parse, started)
+
+    async def _decode_and_commit(self, device_id: str, fmt: str, body: bytes,
+                                 parse: formats.Parse | None, started: float) -> Response:
+        """200 with what was stored, what was already stored and each rejected item; 422 when
+        nothing was usable; 503 when the commit did not come in time."""
         decoded = decoding.decode(self.registry, TRANSPORT, device_id, fmt, body,
                                   datetime.now(UTC), parse)
         rejected = [rejection_json(r) for r in decoded.rejections]
@@ -191,4 +201,3 @@ class HttpIngest:
         return json_response(200, {"accepted": [str(i) for i in done.new],
                                    "duplicates": [str(i) for i in done.duplicates],
                                    "rejected": rejected})
-

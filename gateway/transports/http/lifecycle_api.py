@@ -18,7 +18,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-import msgspec
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -33,6 +32,7 @@ from gateway.ownership.lifecycle import (
 from gateway.ownership.specs import DeviceId, Refusal
 from gateway.settings import Settings
 from gateway.store.connector import Store
+from gateway.transports.http.common import bearer, json_response
 
 M = TypeVar("M", bound=BaseModel)
 MAX_BODY = 65536
@@ -77,11 +77,6 @@ class _Stores:
         return self._store
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(msgspec.json.encode(body), status_code=status,
-                    media_type="application/json", headers=headers)
-
-
 def _error(err: Refusal) -> Response:
     body: dict[str, Any] = {"error": str(err)}
     if isinstance(err, InvalidRequest):
@@ -89,7 +84,7 @@ def _error(err: Refusal) -> Response:
     if isinstance(err, TransitionRefused):
         body["state"] = err.state.value
         body["possible"] = [a.value for a in lifecycle.possible(err.state)]
-    return _json(err.status if isinstance(err, LifecycleError) else 400, body)
+    return json_response(err.status if isinstance(err, LifecycleError) else 400, body)
 
 
 async def _body(request: Request, model: type[M], *, optional: bool = False) -> M:
@@ -145,12 +140,11 @@ def lifecycle_router(settings: Settings) -> APIRouter:
                       work: Callable[[Store, str], Awaitable[Response]]) -> Response:
         store = await stores.get()
         if store is None:
-            return _json(503, {"error": "no database configured"})
-        token = authorization[7:].strip() if authorization and \
-            authorization[:7].lower() == "bearer " else None
+            return json_response(503, {"error": "no database configured"})
+        token = bearer(authorization)
         name = await operators.authenticate(store, token)
         if name is None:
-            return _json(401, {"error": "missing, invalid or disabled operator token"},
+            return json_response(401, {"error": "missing, invalid or disabled operator token"},
                          {"WWW-Authenticate": "Bearer"})
         try:
             return await work(store, operators.actor(name))
@@ -159,7 +153,7 @@ def lifecycle_router(settings: Settings) -> APIRouter:
 
     async def answer(store: Store, outcome: lifecycle.LifecycleResult,
                      status: int = 200) -> Response:
-        return _json(status, {**outcome.as_json(),
+        return json_response(status, {**outcome.as_json(),
                               "view": await lifecycle.show(store, outcome.device)})
 
     @router.post("/devices", status_code=201, openapi_extra=_body_doc(RegisterIn),
@@ -175,7 +169,7 @@ def lifecycle_router(settings: Settings) -> APIRouter:
     @router.get("/devices/{device_id}", summary="A device: state, credential, hub, assignments")
     async def show(device_id: str, authorization: Authorization = None) -> Response:
         async def work(store: Store, _actor: str) -> Response:
-            return _json(200, await lifecycle.show(store, device_id))
+            return json_response(200, await lifecycle.show(store, device_id))
         return await guarded(authorization, work)
 
     @router.post("/devices/{device_id}/assignments", status_code=201,

@@ -96,7 +96,7 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
         try:
             uploader = identify(registry, *credentials(authorization))
         except AuthError as err:
-            auth_failed(err)
+            count_refusal("auth")
             return Response(err.reason, status_code=err.status, media_type="text/plain",
                             headers=_AUTH_HEADERS if err.status == 401 else None)
         if sent_as not in allowed:
@@ -205,7 +205,7 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
         try:
             uploader = identify(registry, *credentials(authorization))
         except AuthError as err:
-            auth_failed(err)
+            count_refusal("auth")
             return fhir(err.status, outcome("login" if err.status == 401 else "forbidden",
                                             err.reason),
                         _AUTH_HEADERS if err.status == 401 else None)
@@ -347,6 +347,7 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
                      content_type: str | None) -> Response:
         params: dict[str, str] = {}
         if len(request.url.query) > settings.http_max_body_bytes:
+            count_refusal("size")
             return json_response(413, {"error": too_large(settings)})
         for key, value in request.query_params.multi_items():
             params.setdefault(key, value)
@@ -379,13 +380,11 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
         if claimed is None:
             return auth_failed(AuthError(401, "missing credentials" if not token
                                           else "invalid credentials"))
-        gps = {JSON: "vendor-gps"}
         if json_body:
-            return await ingest.native_style(request, claimed, token, content_type=JSON,
-                                             formats_by_type=gps, body=body)
-        return await ingest.native_style(request, claimed, token, content_type=FORM_TYPE,
-                                         formats_by_type=gps, parse=_osmand_params(params),
-                                         body=b"")
+            assert body is not None
+            return await ingest.native_body(claimed, token, "vendor-gps", body)
+        return await ingest.native_body(claimed, token, "vendor-gps", b"",
+                                        _osmand_params(params))
 
     @router.get(
         "/v1/osmand", tags=["Vendor JSON"],
