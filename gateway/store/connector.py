@@ -26,7 +26,7 @@ from gateway.store.operators import OperatorQueries
 from gateway.store.outbox import OutboxQueries
 from gateway.store.registration import RegistrationQueries
 from gateway.store.registry import RegistryQueries
-from gateway.store.statements import Executor
+from gateway.store.statements import Executor, open_pool
 from gateway.store.supervision import SupervisionQueries
 
 
@@ -62,10 +62,8 @@ class Store(Areas):
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 4,
                       application_name: str = "gateway") -> Store:
-        pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, command_timeout=30,
-            server_settings={"application_name": application_name})
-        return cls(pool)
+        return cls(await open_pool(dsn, min_size=min_size, max_size=max_size,
+                                   application_name=application_name))
 
     async def close(self) -> None:
         await self._pool.close()

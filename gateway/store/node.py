@@ -15,7 +15,7 @@ import asyncpg
 
 from gateway.store.errors import DB_ERRORS
 from gateway.store.migrate import migrate
-from gateway.store.statements import Queries
+from gateway.store.statements import Queries, open_pool
 
 MIGRATION_TABLE = "node_schema_migration"
 
@@ -130,10 +130,8 @@ class NodeStore:
 
     @classmethod
     async def connect(cls, dsn: str, huvudman: str, *, max_size: int = 4) -> NodeStore:
-        pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, command_timeout=30,
-            server_settings={"application_name": f"gateway-node-{huvudman}"})
-        return cls(pool, huvudman)
+        return cls(await open_pool(dsn, max_size=max_size,
+                                   application_name=f"gateway-node-{huvudman}"), huvudman)
 
     async def close(self) -> None:
         await self._pool.close()

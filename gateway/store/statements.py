@@ -95,6 +95,14 @@ class Queries:
         return await self._db.fetchrow(statement.sql, *(args[p] for p in statement.params))
 
 
+async def open_pool(dsn: str, *, max_size: int, application_name: str,
+                    min_size: int = 1) -> asyncpg.Pool:
+    """A pool named in pg_stat_activity; a statement that takes over 30 s is cancelled."""
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                     command_timeout=30,
+                                     server_settings={"application_name": application_name})
+
+
 def affected(status: str) -> int:
     """The row count of a command tag ("UPDATE 3", "INSERT 0 1", "DELETE 0")."""
     return int(status.rsplit(" ", 1)[-1])

@@ -25,8 +25,6 @@ from tests.support import FakeDevice, Keys, MqttProbe, register_device, wait_unt
 pytestmark = pytest.mark.integration
 
 
-
-
 class IngestProcess:
     """`gateway serve` as a separate process, as in production."""
 
