@@ -31,6 +31,14 @@ class Settings:
     # Unset means "start the embedded one" in `gateway demo`; `gateway serve` requires them.
     database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL"))
     mqtt_url: str | None = field(default_factory=lambda: os.environ.get("MQTT_URL"))
+    # The alarm channel's connection (its own broker user: the shipped broker ties client ids
+    # to users, docs/mqtt.md); unset, MQTT_URL's.
+    mqtt_alarm_url: str | None = field(
+        default_factory=lambda: os.environ.get("MQTT_ALARM_URL") or None)
+    # mqtts://: the broker's CA (unset: the system's), and a client certificate if it asks.
+    mqtt_ca_file: Path | None = field(default_factory=lambda: _path("MQTT_CA_FILE"))
+    mqtt_cert_file: Path | None = field(default_factory=lambda: _path("MQTT_CERT_FILE"))
+    mqtt_key_file: Path | None = field(default_factory=lambda: _path("MQTT_KEY_FILE"))
     http_host: str = field(default_factory=lambda: os.environ.get("HTTP_HOST", "127.0.0.1"))
     http_port: int = field(default_factory=lambda: _int("HTTP_PORT", 8080))
     # Group commit: a batch is written when it holds this many events or is this old.

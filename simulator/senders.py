@@ -32,7 +32,8 @@ class MqttDevice:
 
     def __init__(self, url: str, device_id: str, token: str, tally: Tally,
                  prefix: str = "devices") -> None:
-        host, port, _, _ = parse_url(url)
+        broker = parse_url(url)
+        host, port = broker.host, broker.port
         self.topic = f"{prefix}/{device_id}/up/native"
         self.tally = tally
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{device_id}",

@@ -36,6 +36,7 @@ from tests.support import (
     NodeEndpoint,
     RunningGateway,
     register_device,
+    running_gateway,
     write_sinks,
 )
 
@@ -192,8 +193,6 @@ async def gateway(database_url: str, broker: embedded.Service, store: Store, key
                   arcs: dict[str, tuple[ScaipArc, ScaipArc]],
                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningGateway]:
     """Ingest running in the test's event loop, against the real database and broker."""
-    from gateway.roles.ingest import Runtime, serve
-
     port = embedded.free_port()
     settings = dataclasses.replace(
         Settings(), database_url=database_url, mqtt_url=broker.url, http_port=port,
@@ -208,15 +207,8 @@ async def gateway(database_url: str, broker: embedded.Service, store: Store, key
         # Tests call the supervisor's check() themselves; a background check at a random
         # moment would race them.
         supervision_check_s=3600.0)
-    started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(settings, install_signals=False, started=started,
-                                     stop_event=stop))
-    runtime = await asyncio.wait_for(started, 30)
-    running = RunningGateway(settings, f"http://127.0.0.1:{port}", stop, task, runtime)
-    yield running
-    stop.set()
-    await asyncio.wait_for(task, 30)
+    async with running_gateway(settings) as running:
+        yield running
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import ipaddress
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,27 @@ class RunningGateway:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"registry never picked up {device.id}")
             await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    """`gateway serve` in the test's event loop with `settings`, stopped at the end."""
+    from gateway.roles.ingest import Runtime, serve
+
+    started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, install_signals=False, started=started,
+                                     stop_event=stop))
+    await asyncio.wait({started, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # raises what stopped it
+    running = RunningGateway(settings, f"http://127.0.0.1:{settings.http_port}", stop, task,
+                             await asyncio.wait_for(started, 1))
+    try:
+        yield running
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 class MqttProbe:

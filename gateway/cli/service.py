@@ -32,13 +32,14 @@ def serve() -> None:
     from gateway.delivery.sink_config import SinkConfigError
     from gateway.ownership.keyring import KeyringError
     from gateway.roles.ingest import serve as run_serve
+    from gateway.transports.mqtt_ingest import MqttConfigError
 
     settings = Settings()
     logs.configure(settings.log_format)
     common.dsn()
     try:
         asyncio.run(run_serve(settings))
-    except (KeyringError, SinkConfigError) as err:
+    except (KeyringError, SinkConfigError, MqttConfigError) as err:
         common.fail(str(err), 2)
 
 

@@ -25,8 +25,8 @@ from pydantic import (
 from gateway.delivery.arc_config import ArcSpec
 from gateway.delivery.mqtt_bridge import MqttBridgeSink
 from gateway.delivery.sink import Sink, destination
-from gateway.delivery.tls import client_context
 from gateway.delivery.webhook import WebhookSink
+from gateway.tls import client_context
 
 Code = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,4}$")]
 Receiver = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]

@@ -32,7 +32,7 @@ from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.transports.http.app import create_app
-from gateway.transports.mqtt_ingest import CHANNELS, MqttIngest
+from gateway.transports.mqtt_ingest import MqttIngest, check_settings
 from gateway.transports.sip_listener import SipListener
 
 log = get_logger("runtime")
@@ -75,6 +75,7 @@ async def serve(settings: Settings, *, install_signals: bool = True,
                 stop_event: asyncio.Event | None = None) -> None:
     """Run ingest until SIGINT/SIGTERM or until `stop_event` is set."""
     assert settings.database_url is not None
+    check_settings(settings)  # before anything connects: a mistake refuses start-up at once
     sys.setswitchinterval(settings.gil_switch_interval_s)
     store = await Store.connect(settings.database_url, max_size=6,
                                 application_name="gateway-ingest")
@@ -142,10 +143,6 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         supervision = asyncio.create_task(rt.supervisor.run(), name="supervision") \
             if rt.supervisor is not None else None
         if settings.mqtt_url:
-            unknown = set(settings.mqtt_channels) - set(CHANNELS)
-            if unknown:
-                raise ValueError(f"MQTT_CHANNELS: give one or both of {', '.join(CHANNELS)}, "
-                                 "or none")
             if "alarm" in settings.mqtt_channels:  # first: alarms never wait for bulk's session
                 rt.mqtt_alarm = MqttIngest(settings, rt.registry, rt.pipeline, loop, "alarm")
                 rt.mqtt_alarm.start()

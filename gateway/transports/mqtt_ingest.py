@@ -23,6 +23,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -38,26 +39,70 @@ from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
+from gateway.tls import client_context
 
 log = get_logger("mqtt")
 TRANSPORT = "mqtt"
 DRAIN_INTERVAL_S = 0.001
 
 
-def parse_url(url: str) -> tuple[str, int, str | None, str | None]:
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+def parse_url(url: str, setting: str = "MQTT_URL") -> BrokerUrl:
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise ValueError("MQTT_URL must look like mqtt://[user:password@]host:port")
-    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
+    if parts.scheme not in ("mqtt", "tcp", "mqtts"):
+        raise ValueError(f"{setting} must look like mqtt://[user:password@]host:port, or "
+                         "mqtts://… for TLS")
+    tls = parts.scheme == "mqtts"
+    return BrokerUrl(parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883),
+                     parts.username, parts.password, tls)
 
 
 CHANNELS = ("up", "alarm")
 
 
+def channel_url(settings: Settings, channel: str) -> str:
+    """The broker URL a channel connects with: the alarm channel may have a user of its own."""
+    assert settings.mqtt_url is not None
+    return (settings.mqtt_alarm_url or settings.mqtt_url) if channel == "alarm" \
+        else settings.mqtt_url
+
+
+class MqttConfigError(ValueError):
+    """The MQTT settings cannot work; the message names the setting."""
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse to start on MQTT settings that cannot work: an unknown channel, a URL that is
+    not one, or both channels as one broker user (where the broker ties client ids to users,
+    as the shipped configuration does, they would take each other's session)."""
+    if settings.mqtt_url is None:
+        return
+    unknown = set(settings.mqtt_channels) - set(CHANNELS)
+    if unknown:
+        raise MqttConfigError(f"MQTT_CHANNELS: give one or both of {', '.join(CHANNELS)}, "
+                              "or none")
+    try:
+        up = parse_url(settings.mqtt_url).username
+        alarm = parse_url(channel_url(settings, "alarm"), "MQTT_ALARM_URL").username
+    except ValueError as err:
+        raise MqttConfigError(str(err)) from None
+    if set(CHANNELS) <= set(settings.mqtt_channels) and up is not None and up == alarm:
+        raise MqttConfigError(f"MQTT_ALARM_URL: the alarm channel needs a broker user of its own "
+                         f"(both channels are {up}); the broker ties each client id to its user "
+                         "(docs/mqtt.md, Broker users)")
+
+
 class MqttIngest:
     def __init__(self, settings: Settings, registry: Registry, pipeline: Pipeline,
                  loop: asyncio.AbstractEventLoop, channel: str = "up") -> None:
-        assert settings.mqtt_url is not None
         if channel not in CHANNELS:
             raise ValueError(f"channel must be one of {', '.join(CHANNELS)}")
         self.channel = channel
@@ -66,15 +111,22 @@ class MqttIngest:
         self._pipeline = pipeline
         self._loop = loop
         self._prefix = settings.mqtt_topic_prefix
-        host, port, user, password = parse_url(settings.mqtt_url)
-        self._host, self._port = host, port
+        url = parse_url(channel_url(settings, channel),
+                        "MQTT_ALARM_URL" if channel == "alarm" and settings.mqtt_alarm_url
+                        else "MQTT_URL")
+        self._host, self._port = url.host, url.port
+        # Brokers that tie client ids to users (the shipped Mosquitto) ignore this id; others
+        # key the persistent session by it.
         client_id = settings.mqtt_client_id if channel == "up" \
             else f"{settings.mqtt_client_id}-{channel}"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=False, manual_ack=True,
                                   protocol=mqtt.MQTTv311)
-        if user:
-            self.client.username_pw_set(user, password)
+        if url.username:
+            self.client.username_pw_set(url.username, url.password)
+        if url.tls:
+            self.client.tls_set_context(client_context(
+                settings.mqtt_ca_file, settings.mqtt_cert_file, settings.mqtt_key_file))
         self.client.max_inflight_messages_set(settings.mqtt_max_inflight)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 5)

@@ -21,12 +21,12 @@ from adapters.scaip import Mty, Snu
 from adapters.sip import SipMessage
 from gateway.delivery.arc_config import ArcAddress
 from gateway.delivery.scaip_client import ScaipClient
-from gateway.delivery.tls import client_context
 from gateway.demo import embedded
 from gateway.ingest.pipeline import SubmissionResult
 from gateway.observability import metrics
 from gateway.settings import Settings
 from gateway.store.connector import Store
+from gateway.tls import client_context
 from gateway.transports.sip_listener import SipListener, TtlCache, server_tls
 from simulator import scaip_device
 from tests.support import FakeDevice, RunningGateway, register_scaip_unit, tls_files

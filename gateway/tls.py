@@ -1,4 +1,5 @@
-"""TLS for the gateway's outgoing connections to receivers (alarm centres, huvudman brokers)."""
+"""TLS for the gateway's outgoing connections: to its MQTT broker, to alarm centres and to
+huvudman brokers."""
 
 from __future__ import annotations
 
