@@ -31,6 +31,7 @@ def serve() -> None:
     """Run ingest (MQTT and HTTP) against DATABASE_URL and MQTT_URL."""
     from gateway.delivery.sink_config import SinkConfigError
     from gateway.ownership.keyring import KeyringError
+    from gateway.roles.ingest import PipelineFailed
     from gateway.roles.ingest import serve as run_serve
     from gateway.transports.mqtt_ingest import MqttConfigError
 
@@ -41,6 +42,8 @@ def serve() -> None:
         asyncio.run(run_serve(settings))
     except (KeyringError, SinkConfigError, MqttConfigError) as err:
         common.fail(str(err), 2)
+    except PipelineFailed as err:  # logged; the service manager starts it again
+        common.fail(str(err), 1)
 
 
 @app.command()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import secrets
 import string
@@ -62,6 +63,7 @@ from gateway.ingest.pipeline import CommittedBatch, Stage
 from gateway.ingest.sealing import RelayPlaintext
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
+from gateway.observability.tasks import keep_running
 from gateway.ownership import audit
 from gateway.store.arc import ArcClaim, ArcQueries
 from gateway.store.connector import Store
@@ -133,16 +135,16 @@ class ArcForwarder:
 
     async def start(self) -> None:
         await self.client.start()
-        self._writer_task = asyncio.create_task(self._writer(), name="arc-history")
-        self._tasks.append(asyncio.create_task(self._lease_loop(), name="arc-lease"))
+        self._writer_task = keep_running("arc-history", self._writer)
+        self._tasks.append(keep_running("arc-lease", self._lease_loop))
         if self._opener is not None:
-            self._tasks.append(asyncio.create_task(self._recover_loop(), name="arc-recover"))
+            self._tasks.append(keep_running("arc-recover", self._recover_loop))
         if self._heartbeats:
             for spec in self._specs.values():
                 for which, address in spec.targets:
-                    self._tasks.append(asyncio.create_task(
-                        self._heartbeat_loop(spec, which, address),
-                        name=f"arc-heartbeat-{spec.receiver}-{which}"))
+                    self._tasks.append(keep_running(
+                        f"arc-heartbeat-{spec.receiver}-{which}",
+                        functools.partial(self._heartbeat_loop, spec, which, address)))
         log.info("arc_forwarder_started", receivers=len(self._specs), port=self.client.port,
                  recovery=self._opener is not None)
 

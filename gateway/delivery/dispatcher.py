@@ -32,6 +32,7 @@ from gateway.delivery.sink import Breaker, ItemResult, Sink, Verdict, destinatio
 from gateway.ingest.pipeline import CommittedBatch, Stage
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
+from gateway.observability.tasks import keep_running
 from gateway.store.connector import Store
 from gateway.store.errors import DB_ERRORS
 from gateway.store.outbox import Settlement
@@ -100,14 +101,13 @@ class Dispatcher:
     # --- running ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._lane_loop("alarm"), name="delivery-alarm")]
-        self._tasks += [asyncio.create_task(self._lane_loop("bulk"), name=f"delivery-bulk-{n}")
+        self._tasks = [keep_running("delivery-alarm", lambda: self._lane_loop("alarm"))]
+        self._tasks += [keep_running(f"delivery-bulk-{n}", lambda: self._lane_loop("bulk"))
                         for n in range(self._bulk_workers)]
-        self._tasks.append(asyncio.create_task(self._gauge_loop(), name="delivery-gauge"))
+        self._tasks.append(keep_running("delivery-gauge", self._gauge_loop))
         if self._listen:
-            self._tasks.append(asyncio.create_task(
-                self._store.listen("delivery_alarm", self._alarm_notified, self._stopping,
-                                   safety_interval=None), name="delivery-alarm-listener"))
+            self._tasks.append(keep_running("delivery-alarm-listener", lambda: self._store.listen(
+                "delivery_alarm", self._alarm_notified, self._stopping, safety_interval=None)))
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Finish the cycles under way (up to `grace_s`), then stop. What was claimed and not

@@ -81,6 +81,9 @@ class Preparer(CommitListener, Protocol):
 
     def prepare(self, events: Sequence[Event]) -> BatchRows: ...
 
+    def forget_cached_keys(self) -> None:
+        """Data keys it sealed under were destroyed: seal under fresh ones from now on."""
+
 
 @dataclass(frozen=True, slots=True)
 class SubmissionResult:
@@ -88,6 +91,11 @@ class SubmissionResult:
 
     new: tuple[uuid.UUID, ...]
     duplicates: tuple[uuid.UUID, ...]
+
+
+class _KeysDestroyed(Exception):
+    """Copies of the batch were sealed under data keys that no longer exist (crypto-shredded
+    while cached): nothing was written."""
 
 
 class _Unstorable(Exception):
@@ -224,8 +232,18 @@ class Pipeline:
             for event in sub.events:
                 # A resend in the same batch is stored once; counted as duplicate below.
                 unique.setdefault(event.event_id, event)
-        prepared = await self._prepare(list(unique.values()))
-        result, rows, unstorable = await self._write_isolating(lane, prepared)
+        while True:
+            prepared, unpreparable = await self._prepare(lane, list(unique.values()))
+            try:
+                result, rows, unstorable = await self._write_isolating(lane, prepared)
+                break
+            except _KeysDestroyed:
+                # The notification of an erasure was missed or is still on its way; the
+                # database said so in the commit itself. Seal again under fresh keys.
+                log.warning("sealed_under_destroyed_keys_resealing", lane=lane.name,
+                            events=len(unique))
+                self._preparer.forget_cached_keys()
+        unstorable |= unpreparable
         self._tell(CommittedBatch(lane.name, rows, list(unique.values()), result))
         metrics.BATCH_SIZE.observe(len(unique))
         metrics.PENDING.dec(sum(len(s.events) for s in batch))
@@ -256,18 +274,35 @@ class Pipeline:
                 log.exception("commit_listener_failed", listener=type(listener).__name__,
                               lane=batch.lane)
 
-    async def _prepare(self, events: list[Event]) -> BatchRows:
+    async def _prepare(self, lane: _Lane, events: list[Event],
+                       ) -> tuple[BatchRows, frozenset[uuid.UUID]]:
         """Route and seal in chunks, yielding to the event loop between them: a large batch
         takes tens of milliseconds of CPU, and an alarm arriving meanwhile must not wait for
-        all of it."""
-        if len(events) <= CHUNK:
-            return self._preparer.prepare(events)
+        all of it. An event that cannot be prepared (a bug: adapters only produce what routing
+        and sealing take) is left out, unacknowledged, as an unstorable one is; the rest
+        goes on. Returns the rows and the ids left out."""
         rows = BatchRows()
+        left_out: set[uuid.UUID] = set()
         for start in range(0, len(events), CHUNK):
             if start:
                 await asyncio.sleep(0)
-            rows.extend(self._preparer.prepare(events[start:start + CHUNK]))
-        return rows
+            chunk = events[start:start + CHUNK]
+            try:
+                rows.extend(self._preparer.prepare(chunk))
+                continue
+            except Exception as err:  # find the one at fault; the others must not pay for it
+                log.warning("batch_prepare_failed", lane=lane.name, events=len(chunk),
+                            error=type(err).__name__)
+            for event in chunk:
+                try:
+                    rows.extend(self._preparer.prepare([event]))
+                except Exception as err:
+                    metrics.UNSTORABLE.labels(lane.name).inc()
+                    log.error("event_not_preparable", lane=lane.name,
+                              event_id=str(event.event_id), device_id=event.device_id,
+                              error=type(err).__name__)
+                    left_out.add(event.event_id)
+        return rows, frozenset(left_out)
 
     async def _write_isolating(self, lane: _Lane, rows: BatchRows,
                                ) -> tuple[frozenset[uuid.UUID], BatchRows, frozenset[uuid.UUID]]:
@@ -303,10 +338,13 @@ class Pipeline:
             started = time.monotonic()
             try:
                 result = await self._store.events.write_batch(rows)
-            except DB_ERRORS as err:
+            except Exception as err:  # whatever the driver raises, the loop must live on
                 sqlstate = data_fault(err)
                 if sqlstate is not None:
                     raise _Unstorable(sqlstate) from None
+                if not isinstance(err, DB_ERRORS):  # not the database being away: a bug
+                    log.error("commit_failed_unexpectedly", lane=lane.name,
+                              error=type(err).__name__)
                 metrics.COMMIT_FAILURES.inc()
                 if self.stalled_since is None:
                     self.stalled_since = started
@@ -315,6 +353,8 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            if result.missing_keys:
+                raise _KeysDestroyed
             now = time.monotonic()
             metrics.COMMIT_SECONDS.observe(now - started)
             self.last_commit = now

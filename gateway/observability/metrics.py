@@ -67,3 +67,8 @@ SILENT_DEVICES = Gauge("gateway_supervision_silent_devices",
                        "Supervised devices past their interval and grace")
 TECHNICAL_ALARMS = Counter("gateway_supervision_technical_alarms_total",
                            "Technical alarms raised by the gateway (new, not resends)", ["type"])
+TASK_FAILURES = Counter("gateway_task_failures_total",
+                        "Long-lived tasks that failed and were started again (or, for the "
+                        "pipeline, stopped the process)", ["task"])
+LISTENING = Gauge("gateway_db_listening",
+                  "1 while a LISTEN for this channel is established", ["channel"])

@@ -48,6 +48,7 @@ async def _shred(store: Store, plan: Plan, keys: list[bytes], action: str, targe
     """Destroy `keys` (and forget a subject's sealed references, drop `partitions`) in one
     transaction with its audit entry; ingest processes are told to drop cached keys."""
     async with store.transaction() as tx:
+        await tx.erasure.lock_keys()
         await tx.erasure.delete_keys(keys)
         assignments = 0
         if forget_subject is not None:

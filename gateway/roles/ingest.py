@@ -25,7 +25,9 @@ from gateway.delivery.sink_config import arc_password, build_sinks, read_arcs
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.sealing import build_sealing
 from gateway.ingest.supervision import Supervisor
+from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
+from gateway.observability.tasks import keep_running
 from gateway.ownership import erasure
 from gateway.ownership.keyring import relay_opener
 from gateway.ownership.registry import Registry
@@ -38,7 +40,14 @@ from gateway.transports.sip_listener import SipListener
 log = get_logger("runtime")
 
 MAINTENANCE_INTERVAL_S = 3600
-STALL_LIMIT_S = 10.0
+# Commits failing this long make the instance not ready (shorter blips do not flap it).
+STALL_LIMIT_S = 2.0
+LISTENED = ("registry_changed", "keys_erased")
+
+
+class PipelineFailed(RuntimeError):
+    """The commit loop itself ended: the process stops (exit 1) so that its service manager
+    starts it again; the broker and the devices resend what was not acknowledged."""
 
 
 @dataclass
@@ -54,14 +63,21 @@ class Runtime:
     supervisor: Supervisor | None = None
     arc: ArcForwarder | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set while the LISTEN of each channel is established (a revoked credential and an erased
+    # key take effect through them).
+    listening: dict[str, asyncio.Event] = field(
+        default_factory=lambda: {channel: asyncio.Event() for channel in LISTENED})
+    pipeline_task: asyncio.Task[None] | None = None
 
     async def ready(self) -> dict[str, bool]:
         checks = {
             "database": await self.store.ping(),
             "registry": self.registry.version > 0,
-            "commits": self.pipeline is not None and (
+            "commits": self.pipeline is not None and self.pipeline_task is not None
+            and not self.pipeline_task.done() and (
                 self.pipeline.stalled_since is None
                 or time.monotonic() - self.pipeline.stalled_since < STALL_LIMIT_S),
+            "listening": all(flag.is_set() for flag in self.listening.values()),
         }
         if self.mqtt is not None:
             checks["mqtt"] = self.mqtt.connected.is_set()
@@ -123,25 +139,35 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         for hears_commits in (rt.arc, rt.dispatcher, rt.supervisor):
             if hears_commits is not None:  # each in its stage's turn (ingest.pipeline.Stage)
                 rt.pipeline.listen(hears_commits)
-        pipeline_task = asyncio.create_task(rt.pipeline.run(), name="pipeline")
+        pipeline_task = rt.pipeline_task = asyncio.create_task(rt.pipeline.run(),
+                                                               name="pipeline")
+
+        def pipeline_ended(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.critical("pipeline_failed", error=type(task.exception()).__name__)
+                metrics.TASK_FAILURES.labels("pipeline").inc()
+                rt.stop_event.set()
+
+        pipeline_task.add_done_callback(pipeline_ended)
         if rt.dispatcher is not None:
             rt.dispatcher.start()
         if rt.arc is not None:
             await rt.arc.start()
         listen_stop = asyncio.Event()
-        listener = asyncio.create_task(
-            store.listen("registry_changed", registry_changed, listen_stop),
-            name="registry-listener")
+        listener = keep_running("registry-listener", lambda: store.listen(
+            "registry_changed", registry_changed, listen_stop,
+            listening=rt.listening["registry_changed"]))
 
         async def keys_erased() -> None:
             sealing.forget_cached_keys()
 
-        erasure_listener = asyncio.create_task(
-            store.listen("keys_erased", keys_erased, listen_stop, safety_interval=None),
-            name="erasure-listener")
-        maintenance = asyncio.create_task(_maintain(store), name="maintenance")
-        supervision = asyncio.create_task(rt.supervisor.run(), name="supervision") \
-            if rt.supervisor is not None else None
+        erasure_listener = keep_running("erasure-listener", lambda: store.listen(
+            "keys_erased", keys_erased, listen_stop, safety_interval=None,
+            listening=rt.listening["keys_erased"]))
+        maintenance = keep_running("maintenance", lambda: _maintain(store))
+        supervisor = rt.supervisor
+        supervision = keep_running("supervision", supervisor.run) \
+            if supervisor is not None else None
         if settings.mqtt_url:
             if "alarm" in settings.mqtt_channels:  # first: alarms never wait for bulk's session
                 rt.mqtt_alarm = MqttIngest(settings, rt.registry, rt.pipeline, loop, "alarm")
@@ -175,7 +201,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             with contextlib.suppress(asyncio.CancelledError):
                 await supervision
         rt.pipeline.stop()
-        await pipeline_task  # everything received is committed and acknowledged
+        with contextlib.suppress(Exception):  # a failed pipeline is raised below, once stopped
+            await pipeline_task  # everything received is committed and acknowledged
         if rt.supervisor is not None:
             with contextlib.suppress(Exception):  # logged; the next start re-learns last-seen
                 await rt.supervisor.flush()
@@ -192,6 +219,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         with contextlib.suppress(asyncio.CancelledError):
             await maintenance
         log.info("ingest_stopped")
+        if not pipeline_task.cancelled() and pipeline_task.exception() is not None:
+            raise PipelineFailed("the commit loop failed; see pipeline_failed in the log")
     finally:
         if delivery_store is not None:
             await delivery_store.close()

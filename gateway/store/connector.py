@@ -14,6 +14,8 @@ from datetime import timedelta
 
 import asyncpg
 
+from gateway.observability import metrics
+from gateway.observability.logs import get as get_logger
 from gateway.store.alarms import AlarmQueries
 from gateway.store.arc import ArcQueries
 from gateway.store.audit import AuditQueries
@@ -28,6 +30,8 @@ from gateway.store.registration import RegistrationQueries
 from gateway.store.registry import RegistryQueries
 from gateway.store.statements import Executor, open_pool
 from gateway.store.supervision import SupervisionQueries
+
+log = get_logger("store")
 
 
 class Areas:
@@ -86,47 +90,69 @@ class Store(Areas):
             return False
 
     async def listen(self, channel: str, on_change: Callable[[], Awaitable[None]],
-                     stop: asyncio.Event, *, safety_interval: float | None = 60.0) -> None:
+                     stop: asyncio.Event, *, safety_interval: float | None = 60.0,
+                     listening: asyncio.Event | None = None) -> None:
         """Call `on_change` on every NOTIFY on `channel`, reconnecting until `stop` is set.
 
         It is also called on every (re)connection, for what changed while nobody listened, and
-        every `safety_interval` seconds in case a notification was lost (None: never)."""
+        every `safety_interval` seconds in case a notification was lost (None: never). A
+        connection the server cuts is noticed at once (a termination listener) and replaced:
+        a LISTEN must never be silently gone. `listening` is set while one is established."""
         while not stop.is_set():
             try:
                 conn = await self._pool.acquire()
-            except (OSError, asyncpg.PostgresError):
+            except DB_ERRORS:
                 await asyncio.sleep(1)
                 continue
-            wake = asyncio.Event()
+            wake, lost = asyncio.Event(), asyncio.Event()
 
             def notified(*_: object, wake: asyncio.Event = wake) -> None:
                 wake.set()
 
+            def terminated(*_: object, lost: asyncio.Event = lost,
+                           wake: asyncio.Event = wake) -> None:
+                lost.set()
+                wake.set()
+
+            conn.add_termination_listener(terminated)
             try:
                 await conn.add_listener(channel, notified)
+                _listening(channel, listening, True)
                 await on_change()  # anything that changed while we were not listening
-                while not stop.is_set():
+                while not stop.is_set() and not lost.is_set():
                     waiter = asyncio.create_task(wake.wait())
                     stopper = asyncio.create_task(stop.wait())
                     await asyncio.wait({waiter, stopper}, timeout=safety_interval,
                                        return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     stopper.cancel()
-                    if stop.is_set():
+                    if stop.is_set() or lost.is_set():
                         break
                     wake.clear()
                     # Coalesce bursts (a config load fires many statements).
                     await asyncio.sleep(0.05)
                     wake.clear()
                     await on_change()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DB_ERRORS:
                 await asyncio.sleep(1)
             finally:
-                try:
+                _listening(channel, listening, False)
+                # A connection the server cut is already back in the pool (asyncpg released
+                # it): then each of these refuses, and there is nothing left to undo.
+                with contextlib.suppress(*DB_ERRORS):
+                    conn.remove_termination_listener(terminated)
+                with contextlib.suppress(*DB_ERRORS):
                     await conn.remove_listener(channel, notified)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    pass
-                await self._pool.release(conn)
+                with contextlib.suppress(*DB_ERRORS):
+                    await self._pool.release(conn)
+            if lost.is_set() and not stop.is_set():
+                log.warning("listen_connection_lost", channel=channel)
+
+
+def _listening(channel: str, flag: asyncio.Event | None, up: bool) -> None:
+    metrics.LISTENING.labels(channel).set(1 if up else 0)
+    if flag is not None:
+        (flag.set if up else flag.clear)()
 
 
 def as_interval(seconds: float | None) -> timedelta | None:

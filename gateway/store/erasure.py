@@ -25,6 +25,9 @@ class ErasureQueries(Queries, area="erasure"):
         """How many sealed copies these data keys open (a scan: erasure is rare)."""
         return int(await self._fetchval("copies_under_keys", key_ids)) if key_ids else 0
 
+    async def lock_keys(self) -> None:
+        await self._execute("lock_keys")
+
     async def delete_keys(self, key_ids: list[bytes]) -> None:
         await self._execute("delete_keys", key_ids)
 

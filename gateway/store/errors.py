@@ -8,8 +8,11 @@ from collections.abc import Iterator
 import asyncpg
 
 # The database is away, slow or refused the statement: retry later (or give up), never crash.
+# InternalClientError: asyncpg's state machine after a connection was cut mid-statement
+# ("cannot switch to state 12"); the next attempt gets another connection.
 DB_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncpg.PostgresError,
-                                              asyncpg.InterfaceError, TimeoutError)
+                                              asyncpg.InterfaceError,
+                                              asyncpg.InternalClientError, TimeoutError)
 
 # SQLSTATE classes in which the rows themselves are at fault (data exception, integrity
 # constraint violation): the same rows can never commit, however often they are retried.

@@ -95,6 +95,8 @@ class BatchResult:
     copies: int = 0
     keys: int = 0
     incidents: int = 0
+    # Data keys the copies were sealed under that no longer exist: nothing was written.
+    missing_keys: frozenset[bytes] = frozenset()
 
 
 class EventQueries(Queries, area="events"):
@@ -128,7 +130,8 @@ class EventQueries(Queries, area="events"):
         )
         assert row is not None
         return BatchResult(frozenset(row["new_ids"] or ()), int(row["queued"]),
-                           int(row["copies"]), int(row["keys"]), int(row["incidents"]))
+                           int(row["copies"]), int(row["keys"]), int(row["incidents"]),
+                           frozenset(bytes(k) for k in row["missing_keys"] or ()))
 
     async def ensure_partitions(self, months_back: int = 2, months_ahead: int = 3) -> list[str]:
         """The monthly partitions around now exist; the names of those created now."""

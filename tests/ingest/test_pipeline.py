@@ -194,6 +194,9 @@ class _RecordingSealing:
         self._log.append("CONFIRM")
         self._sealing.committed(batch)
 
+    def forget_cached_keys(self) -> None:
+        self._sealing.forget_cached_keys()
+
 
 async def test_listeners_hear_each_commit_in_stage_order_then_the_device_is_acked(
         own_store: Store, sealing: Sealing) -> None:

@@ -13,6 +13,11 @@ SELECT key_id FROM data_key WHERE epoch < $1 AND ($2::text IS NULL OR huvudman =
 -- How many sealed copies the given data keys open (a scan: erasure is rare and deliberate).
 SELECT count(*) FROM event_copy WHERE key_id = ANY($1::bytea[]);
 
+-- name: lock_keys
+-- Held until the erasure commits: batches being written finish first (their copies predate
+-- the erasure), later ones see the keys gone (events.sql, write_batch).
+LOCK TABLE data_key IN SHARE ROW EXCLUSIVE MODE;
+
 -- name: delete_keys
 DELETE FROM data_key WHERE key_id = ANY($1::bytea[]);
 

@@ -5,7 +5,17 @@
 -- for those that were new, their sealed copies, deliveries and incidents; store any new
 -- wrapped data keys. Returns the ids that were new. Arguments by name, one array per column
 -- (gateway/store/events.py, `EventQueries.write_batch`).
-WITH inserted AS (
+-- A copy sealed under a data key that no longer exists (crypto-shredded while ingest held it
+-- in cache) could never be opened: if any is, nothing is written and `missing_keys` says which,
+-- so ingest seals again under fresh keys. Erasure locks data_key against this statement
+-- (erasure.sql, lock_keys), so a key it destroys is either seen gone here or destroyed after.
+WITH sealed_under AS (
+    SELECT DISTINCT u.key_id FROM unnest(:copy_key_id::bytea[]) AS u(key_id)
+    WHERE u.key_id <> ALL (:key_id::bytea[])
+), missing AS (
+    SELECT s.key_id FROM sealed_under s
+    WHERE NOT EXISTS (SELECT 1 FROM data_key d WHERE d.key_id = s.key_id)
+), inserted AS (
     INSERT INTO event (event_id, measured_at, received_at, device_id, event_type, kind, code,
                        source, flags, routed_at, quarantined)
     SELECT event_id, measured_at, received_at, device_id, event_type, kind, code, source,
@@ -16,6 +26,7 @@ WITH inserted AS (
                 :quarantined::bool[])
         AS t(event_id, measured_at, received_at, device_id, event_type, kind, code, source,
              flags, routed_at, quarantined)
+    WHERE NOT EXISTS (SELECT 1 FROM missing)
     ON CONFLICT DO NOTHING
     RETURNING event_id, measured_at
 ), copies AS (
@@ -48,6 +59,7 @@ WITH inserted AS (
                          :key_subject_pseudonym::bytea[], :key_epoch::int[],
                          :key_recipient_key_id::bytea[], :key_suite::text[],
                          :key_wrapped::bytea[])
+    WHERE NOT EXISTS (SELECT 1 FROM missing)
     ON CONFLICT DO NOTHING
     RETURNING 1
 ), incidents AS (
@@ -63,7 +75,8 @@ SELECT (SELECT array_agg(event_id) FROM inserted) AS new_ids,
        (SELECT count(*) FROM queued) AS queued,
        (SELECT count(*) FROM copies) AS copies,
        (SELECT count(*) FROM keys) AS keys,
-       (SELECT count(*) FROM incidents) AS incidents;
+       (SELECT count(*) FROM incidents) AS incidents,
+       (SELECT array_agg(key_id) FROM missing) AS missing_keys;
 
 -- name: ensure_partitions
 SELECT ensure_event_partitions($1, $2);
