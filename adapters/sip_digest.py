@@ -3,8 +3,10 @@
 Alarm centres ask for it (SS 91100 §8: HTTP Digest, MD5 in SIP practice; Basic is forbidden):
 an ARC answers a MESSAGE without credentials `401` with `WWW-Authenticate` (or `407` with
 `Proxy-Authenticate`), and the sender repeats it with `Authorization` (`Proxy-Authorization`).
-Here: parsing a challenge (untrusted input: a fault is a SipError naming the header), the
-client's answer to it, and the check a simulated ARC makes. Header values in, header values out.
+The gateway asks SCAIP units for it the same way. Here: parsing a challenge (untrusted input:
+a fault is a SipError naming the header), the client's answer to it, the server's challenge,
+and the server's check, from H(A1) (what a server keeps instead of the password). Header
+values in, header values out.
 """
 
 from __future__ import annotations
@@ -71,17 +73,29 @@ def _hash(algorithm: str, text: str) -> str:
     return ALGORITHMS[algorithm.upper().removesuffix("-SESS")](text.encode()).hexdigest()
 
 
-def response(challenge: Challenge, *, method: str, uri: str, username: str, password: str,
-             nc: int = 1, cnonce: str = "") -> str:
+def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """H(A1) = H(username:realm:password): what a server keeps instead of the password."""
+    return _hash(algorithm, f"{username}:{realm}:{password}")
+
+
+def response_from_ha1(challenge: Challenge, secret_ha1: str, *, method: str, uri: str,
+                      nc: int = 1, cnonce: str = "") -> str:
     """The `response` value: KD(H(A1), nonce[:nc:cnonce:qop]:H(A2)) (RFC 7616 §3.4.1)."""
     algorithm = challenge.algorithm
-    ha1 = _hash(algorithm, f"{username}:{challenge.realm}:{password}")
     if algorithm.upper().endswith("-SESS"):
-        ha1 = _hash(algorithm, f"{ha1}:{challenge.nonce}:{cnonce}")
+        secret_ha1 = _hash(algorithm, f"{secret_ha1}:{challenge.nonce}:{cnonce}")
     ha2 = _hash(algorithm, f"{method}:{uri}")
     if "auth" in challenge.qop:
-        return _hash(algorithm, f"{ha1}:{challenge.nonce}:{nc:08x}:{cnonce}:auth:{ha2}")
-    return _hash(algorithm, f"{ha1}:{challenge.nonce}:{ha2}")
+        return _hash(algorithm, f"{secret_ha1}:{challenge.nonce}:{nc:08x}:{cnonce}:auth:{ha2}")
+    return _hash(algorithm, f"{secret_ha1}:{challenge.nonce}:{ha2}")
+
+
+def response(challenge: Challenge, *, method: str, uri: str, username: str, password: str,
+             nc: int = 1, cnonce: str = "") -> str:
+    """The `response` value a client computes from its password."""
+    return response_from_ha1(
+        challenge, ha1(challenge.algorithm, username, challenge.realm, password),
+        method=method, uri=uri, nc=nc, cnonce=cnonce)
 
 
 def _quoted(text: str) -> str:
@@ -125,3 +139,52 @@ def verify(value: str, *, method: str, realm: str, nonces: set[str], username: s
     except KeyError:  # an algorithm we never offered
         return False
     return hmac.compare_digest(expected, answer)
+
+
+def challenge_header(realm: str, nonce: str, algorithm: str = "SHA-256", *,
+                     stale: bool = False) -> str:
+    """A `WWW-Authenticate` value asking for Digest with qop=auth (a server sends one per
+    algorithm it accepts, the strongest first)."""
+    value = (f"Digest realm={_quoted(realm)}, nonce={_quoted(nonce)}, algorithm={algorithm}, "
+             'qop="auth"')
+    return value + (", stale=true" if stale else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A client's `Authorization`, read (nothing checked yet)."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str
+    qop: str | None
+    nc: int
+    cnonce: str
+
+
+def parse_answer(value: str, header: str = "Authorization") -> Answer:
+    got = params(value, header)
+    missing = [n for n in ("username", "realm", "nonce", "uri", "response") if n not in got]
+    if missing:
+        raise SipError(header, f"{missing[0]} is required")
+    count = got.get("nc", "1")
+    if not re.fullmatch(r"[0-9a-fA-F]{1,8}", count):
+        raise SipError(header, "nc is not 8 hexadecimal digits")
+    algorithm = got.get("algorithm", "MD5").upper()
+    if algorithm.removesuffix("-SESS") not in ALGORITHMS:
+        raise SipError(header, f"algorithm {algorithm[:20]} not supported (MD5, SHA-256)")
+    return Answer(got["username"], got["realm"], got["nonce"], got["uri"], got["response"],
+                  algorithm, got.get("qop"), int(count, 16), got.get("cnonce", ""))
+
+
+def answers(answer: Answer, secret_ha1: str, *, method: str) -> bool:
+    """Whether `answer` was computed with the password behind `secret_ha1` (its algorithm's
+    H(A1)) for its own nonce, uri and count. The nonce's freshness is the caller's to check."""
+    qop = ("auth",) if answer.qop == "auth" else ()
+    expected = response_from_ha1(Challenge(answer.realm, answer.nonce, answer.algorithm, qop),
+                                 secret_ha1, method=method, uri=answer.uri, nc=answer.nc,
+                                 cnonce=answer.cnonce)
+    return hmac.compare_digest(expected, answer.response)

@@ -38,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from adapters import native
 from gateway.demo import embedded
 from gateway.ownership import key_management, registration
-from gateway.ownership.registry import token_hash
+from gateway.ownership.credentials import token_hash
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
 

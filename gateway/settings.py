@@ -107,6 +107,17 @@ class Settings:
     # SIP over TLS (`sips:`, SCAIP's transport security): its own port, off unless given,
     # with the gateway's certificate chain and key (docs/sip.md).
     sip_tls_port: int = field(default_factory=lambda: _port_or_off("SIP_TLS_PORT", 0))
+    # SIP Digest realm of SCAIP units (the credentials HMC issues are bound to it: changing it
+    # means issuing new ones). `SIP_UNIT_AUTH=off` accepts units that cannot authenticate
+    # (docs/sip.md: anyone who reaches the port can then raise or cancel their alarms).
+    sip_realm: str = field(default_factory=lambda: os.environ.get(
+        "SIP_REALM", "vgr-telemetry-gateway"))
+    sip_unit_auth: bool = field(default_factory=lambda: os.environ.get(
+        "SIP_UNIT_AUTH", "digest").strip().lower() != "off")
+    # SCAIP units over TLS may prove who they are with a certificate from this CA instead
+    # (its common name the unit's device id).
+    sip_tls_client_ca_file: Path | None = field(
+        default_factory=lambda: _path("SIP_TLS_CLIENT_CA_FILE"))
     sip_tls_cert_file: Path | None = field(default_factory=lambda: _path("SIP_TLS_CERT_FILE"))
     sip_tls_key_file: Path | None = field(default_factory=lambda: _path("SIP_TLS_KEY_FILE"))
     # The heartbeat interval (`hbi`, minutes) offered to units that let the ARC set it.

@@ -34,8 +34,9 @@ def run(fleet_path: Path, *, mqtt_url: str, http_url: str, interval_s: float = 2
     scaip_thread: threading.Thread | None = None
     if sip is not None:
         def scaip_units() -> None:
-            report = scaip_device.run(sip, rounds=rounds, interval_s=max(interval_s, 5.0),
-                                      stop=stop, resend_s=(1.0, 2.0), answer_timeout_s=5.0)
+            report = scaip_device.run(sip, scaip_device.load_units(fleet_path), rounds=rounds,
+                                      interval_s=max(interval_s, 5.0), stop=stop,
+                                      resend_s=(1.0, 2.0), answer_timeout_s=5.0)
             tally.add(tally.sent, "sip", sum(report.sent.values()))
             tally.add(tally.confirmed, "sip",
                       sum(n for key, n in report.snu.items() if key.endswith(":0")))

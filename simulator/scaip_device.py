@@ -30,10 +30,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
-from adapters import scaip, sip
+from adapters import scaip, sip, sip_digest
 from adapters.errors import AdapterError
 from adapters.scaip import Mty, Snu
+from gateway.ownership.registration import read_config
 
 GPS_ALARM, NIGHT_SENSOR, PILL_DISPENSER = "gps_alarm", "night_sensor", "pill_dispenser"
 DTY = {GPS_ALARM: scaip.DTY_TRACKER, NIGHT_SENSOR: scaip.DTY_BED, PILL_DISPENSER: scaip.DTY_PILL}
@@ -68,6 +70,9 @@ class UnitSpec:
     kind: str  # GPS_ALARM, NIGHT_SENSOR or PILL_DISPENSER
     cid: str
     did: str | None = None
+    # The credential HMC issued: the unit answers the gateway's SIP Digest challenge with it,
+    # as user its device id (SS 91100 §8). None: a unit that cannot authenticate.
+    password: str | None = None
 
     @property
     def device_id(self) -> str:
@@ -75,12 +80,15 @@ class UnitSpec:
         return scaip.device_id(self.cid, self.did)
 
 
-# The demo's three units; the demo registers their `device_id`s (device type = `kind`).
-DEMO_UNITS: tuple[UnitSpec, ...] = (
-    UnitSpec(GPS_ALARM, "4711001", "TRK-1"),
-    UnitSpec(NIGHT_SENSOR, "4711002", "BED-1"),
-    UnitSpec(PILL_DISPENSER, "4711003", "PILL-1"),
-)
+def load_units(path: Path) -> list[UnitSpec]:
+    """The SCAIP units of a fleet file: devices `scaip:<cid>[:<did>]` of a SCAIP kind, with
+    the credential the file gives them."""
+    units = []
+    for device in read_config(path).device:
+        if device.id.startswith("scaip:") and device.type in DTY:
+            cid, _, did = device.id.removeprefix("scaip:").partition(":")
+            units.append(UnitSpec(device.type, cid, did or None, device.token))
+    return units
 
 
 class ScaipUnit:
@@ -101,6 +109,9 @@ class ScaipUnit:
         self.local = (local_host, int(self.sock.getsockname()[1]))
         self.uri = f"sip:luc{spec.cid}@{local_host}:{self.local[1]}"
         self.cseq = 0
+        self._challenge: sip_digest.Challenge | None = None  # the gateway's last
+        self._answered_nonce: str | None = None
+        self._nc = 0
 
     def close(self) -> None:
         self.sock.close()
@@ -147,14 +158,8 @@ class ScaipUnit:
 
     def _exchange(self, body: bytes, ref: str, outcome: Outcome) -> scaip.ScaipResponse | None:
         """One SIP transaction for the request, then wait for the `<mrs>` answering `ref`."""
-        self.cseq += 1
         ids = sip.new_ids(self.local[0])
-        host, port = self.gateway
-        request = sip.build_message(
-            request_uri=f"sip:arc@{host}:{port}", from_uri=self.uri,
-            to_uri=f"sip:arc@{host}:{port}", ids=ids, cseq=self.cseq,
-            via_sent_by=f"{self.local[0]}:{self.local[1]};rport", body=body, transport="UDP",
-            contact=self.uri)
+        request = self._request(body, ids)
         deadline = time.monotonic() + self.answer_timeout_s
         retransmit_at, interval = time.monotonic(), 0.5
         hop_done = False
@@ -177,11 +182,19 @@ class ScaipUnit:
             except AdapterError:
                 continue
             if not msg.is_request:
-                if msg.call_id == ids.call_id and msg.status is not None and msg.status >= 200:
-                    hop_done = True
-                    outcome.sip_status = msg.status
-                    if msg.status >= 300:
-                        return None
+                if msg.call_id != ids.call_id or msg.status is None or msg.status < 200:
+                    continue
+                if msg.status == 401 and self._challenged(msg):
+                    # Asked who we are: the same request again, with credentials, as a new
+                    # transaction (RFC 3261 §22.2).
+                    ids = sip.NewIds(ids.call_id, ids.from_tag, sip.new_ids().branch)
+                    request = self._request(body, ids)
+                    retransmit_at, interval = time.monotonic(), 0.5
+                    continue
+                hop_done = True
+                outcome.sip_status = msg.status
+                if msg.status >= 300:
+                    return None
                 continue
             if msg.method != "MESSAGE":
                 continue
@@ -192,6 +205,37 @@ class ScaipUnit:
                 continue
             if answer.ref == ref or (answer.ref is None and answer.snu != Snu.OK):
                 return answer
+
+
+    def _request(self, body: bytes, ids: sip.NewIds) -> bytes:
+        self.cseq += 1
+        host, port = self.gateway
+        uri = f"sip:arc@{host}:{port}"
+        extra: list[tuple[str, str]] = []
+        if self._challenge is not None and self.spec.password is not None:
+            self._nc += 1
+            extra.append(("Authorization", sip_digest.authorization(
+                self._challenge, method="MESSAGE", uri=uri, username=self.spec.device_id,
+                password=self.spec.password, nc=self._nc, cnonce=secrets.token_hex(8))))
+        return sip.build_message(
+            request_uri=uri, from_uri=self.uri, to_uri=uri, ids=ids, cseq=self.cseq,
+            via_sent_by=f"{self.local[0]}:{self.local[1]};rport", body=body, transport="UDP",
+            contact=self.uri, extra_headers=extra)
+
+    def _challenged(self, answer: sip.SipMessage) -> bool:
+        """Take the gateway's challenge; False when there is nothing (more) to answer it with:
+        no credential, or it was just refused (a fresh nonce, not a stale one)."""
+        if self.spec.password is None:
+            return False
+        offered = [sip_digest.parse_challenge(v) for v in answer.header_values("WWW-Authenticate")
+                   if v.lower().startswith("digest")]
+        if not offered:
+            return False
+        refused = self._challenge is not None and not offered[0].stale and \
+            self._answered_nonce == self._challenge.nonce
+        self._challenge, self._nc = offered[0], 0
+        self._answered_nonce = offered[0].nonce
+        return not refused
 
 
 @dataclass
@@ -241,7 +285,7 @@ def _round(unit: ScaipUnit, index: int, rng: random.Random, now: datetime) -> Ou
     return unit.send(body, ref=ref)
 
 
-def run(gateway: tuple[str, int], units: Sequence[UnitSpec] = DEMO_UNITS, *,
+def run(gateway: tuple[str, int], units: Sequence[UnitSpec], *,
         rounds: int | None = 1, interval_s: float = 5.0, stop: threading.Event | None = None,
         resend_s: tuple[float, float] = (5.0, 20.0), answer_timeout_s: float = 10.0,
         hold_max_s: float = 30 * 60, seed: int | None = None) -> Report:

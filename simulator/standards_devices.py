@@ -382,7 +382,7 @@ def load(fleet_path: Path, *, http_url: str, mqtt_url: str | None = None,
     senders: list[Sender] = []
     vendor_count = 0
     for i, d in enumerate(config.device):
-        if d.token is None:
+        if d.token is None or d.id.startswith("scaip:"):  # SCAIP units speak SIP (scaip_device)
             continue
         if d.type == "continua_hub":
             senders.append(Pcd01Hub(http_url, d.id, d.token, paired.get(d.id, []), tally))

@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from adapters import native
 from gateway.crypto import HuvudmanPrivateKey, load_private_key
 from gateway.ownership import registration
-from gateway.ownership.registry import token_hash
+from gateway.ownership.credentials import token_hash
 from gateway.settings import Settings
 from gateway.store.connector import Store
 
@@ -70,17 +70,23 @@ async def register_device(store: Store, device_type: str = "scale",
     return device
 
 
+# What each SCAIP unit the tests registered knows of itself: its credential, by device id.
+SCAIP_CREDENTIALS: dict[str, str] = {}
+
+
 async def register_scaip_unit(store: Store, device_type: str = "gps_alarm",
                               did: str | None = None,
                               assignments: list[dict[str, Any]] | None = None) -> FakeDevice:
     """A fresh SCAIP unit: a random controller id (digits), registered under the device id the
-    adapter derives (`scaip:<cid>` or `scaip:<cid>:<did>`). SCAIP units have no token."""
+    adapter derives (`scaip:<cid>` or `scaip:<cid>:<did>`), with a credential it answers the
+    gateway's SIP Digest challenge with (kept in SCAIP_CREDENTIALS for the test units)."""
     from adapters import scaip
 
     cid = str(uuid.uuid4().int)[:12]
-    device = FakeDevice(scaip.device_id(cid, did), "")
+    device = FakeDevice(scaip.device_id(cid, did), f"test-scaip-token-{uuid.uuid4().hex}")
+    SCAIP_CREDENTIALS[device.id] = device.token
     config = registration.ConfigFile(
-        device=[registration.DeviceSpec(id=device.id, type=device_type)],
+        device=[registration.DeviceSpec(id=device.id, type=device_type, token=device.token)],
         assignment=[registration.AssignmentSpec.model_validate({"device": device.id, **a})
                     for a in assignments or []])
     await registration.apply_config(store, config)

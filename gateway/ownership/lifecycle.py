@@ -40,11 +40,12 @@ from pydantic import (
 )
 
 from adapters.codes import Kind
-from gateway.ownership import audit, subjects
+from gateway.ownership import audit, credentials, subjects
 from gateway.ownership.assignment import LegalBasis
-from gateway.ownership.registry import new_token, token_hash
+from gateway.ownership.credentials import new_token
 from gateway.ownership.specs import DeviceSpec, HuvudmanCode, Refusal, validate_dose_alarm
 from gateway.store.connector import Store, Transaction, as_interval
+from gateway.store.credentials import StoredCredential
 from gateway.store.errors import UnknownReference
 from gateway.store.lifecycle import LockedDevice
 from gateway.store.registration import NewAssignmentRow
@@ -299,7 +300,7 @@ async def enter_assigned(tx: Transaction, device_id: str, start: datetime) -> No
 
 
 async def put_device(tx: Transaction, spec: DeviceSpec,
-                     credential_sha256: bytes | None) -> bool:
+                     credential: StoredCredential | None) -> bool:
     """A device from a config file or `gateway device add`: a new one is registered in stock,
     an existing one updated (its credential kept unless a new one is given); a retired one is
     refused (it stays retired, without a credential). Whether anything changed. Raises
@@ -307,14 +308,14 @@ async def put_device(tx: Transaction, spec: DeviceSpec,
     current = await tx.lifecycle.lock_device(spec.id)
     interval = as_interval(spec.heartbeat_interval_s)
     if current is None:
-        if await tx.lifecycle.insert_device(spec.id, spec.type, spec.model, credential_sha256,
+        if await tx.lifecycle.insert_device(spec.id, spec.type, spec.model, credential,
                                             interval, spec.hub):
             return True
         current = await tx.lifecycle.lock_device(spec.id)  # registered meanwhile
     if current is not None and State(current.state) is State.RETIRED:
         raise TransitionRefused(spec.id, State.RETIRED, Action.REGISTER)
     return await tx.registration.upsert_device(spec.id, spec.type, spec.model,
-                                               credential_sha256, interval, spec.hub)
+                                               credential, interval, spec.hub)
 
 
 async def register(store: Store, device_id: str, device_type: str, model: str | None = None,
@@ -330,7 +331,7 @@ async def register(store: Store, device_id: str, device_type: str, model: str | 
     async with store.transaction() as tx:
         try:
             inserted = await tx.lifecycle.insert_device(
-                spec.id, spec.type, spec.model, token_hash(token),
+                spec.id, spec.type, spec.model, credentials.stored(spec.id, token),
                 as_interval(spec.heartbeat_interval_s), spec.hub)
         except UnknownReference:
             raise InvalidRequest("hub", f"unknown device {spec.hub}") from None
@@ -417,7 +418,7 @@ async def recondition(store: Store, device_id: str, *,
         await _lock(tx, device_id, Action.RECONDITION)
         ended = await _end_open(tx, device_id, datetime.now(UTC), actor)
         unpaired = await tx.lifecycle.unpair(device_id)
-        await tx.lifecycle.set_credential(device_id, token_hash(token))
+        await tx.lifecycle.set_credential(device_id, credentials.stored(device_id, token))
         state = await _set_state(tx, device_id, Action.RECONDITION)
         await audit.record(tx, "device.recondition", device_id, actor=actor,
                            state=state.value, ended=[str(e) for e in ended], unpaired=unpaired,

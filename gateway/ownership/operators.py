@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from gateway.ownership import audit
-from gateway.ownership.registry import new_token, token_hash
+from gateway.ownership.credentials import new_token, token_hash
 from gateway.ownership.specs import Refusal
 from gateway.store.connector import Store
 from gateway.store.operators import Operator

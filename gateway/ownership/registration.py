@@ -15,9 +15,9 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, StringConstraints, ValidationError, field_validator
 
 from adapters.codes import Kind
-from gateway.ownership import audit, lifecycle, subjects
+from gateway.ownership import audit, credentials, lifecycle, subjects
 from gateway.ownership.assignment import LegalBasis
-from gateway.ownership.registry import new_token, token_hash
+from gateway.ownership.credentials import new_token
 from gateway.ownership.specs import (
     DeviceId,
     DeviceSpec,
@@ -27,6 +27,7 @@ from gateway.ownership.specs import (
     validate_dose_alarm,
 )
 from gateway.store.connector import Store, Transaction
+from gateway.store.credentials import StoredCredential
 from gateway.store.errors import UnknownReference
 from gateway.store.registration import NewAssignmentRow
 
@@ -87,11 +88,12 @@ async def apply_config(store: Store, config: ConfigFile) -> dict[str, int]:
             await _put_huvudman(tx, h)
         # Hubs first: a device's hub must exist before the device can name it.
         for d in sorted(config.device, key=lambda d: d.hub is not None):
-            digest = (bytes.fromhex(d.token_sha256) if d.token_sha256
-                      else token_hash(d.token) if d.token else None)
-            if await _put_device(tx, d, digest):
+            credential = (credentials.stored_hash_only(bytes.fromhex(d.token_sha256))
+                          if d.token_sha256 else credentials.stored(d.id, d.token)
+                          if d.token else None)
+            if await _put_device(tx, d, credential):
                 await audit.record(tx, "device.upsert", d.id, type=d.type, hub=d.hub,
-                                   credential=digest is not None)
+                                   credential=credential is not None)
         for a in config.assignment:
             await _insert_assignment(tx, a)
     return {"huvudman": len(config.huvudman), "device": len(config.device),
@@ -103,9 +105,10 @@ async def _put_huvudman(tx: Transaction, spec: HuvudmanSpec) -> None:
         await audit.record(tx, "huvudman.upsert", spec.code, kind=spec.kind)
 
 
-async def _put_device(tx: Transaction, spec: DeviceSpec, credential_sha256: bytes | None) -> bool:
+async def _put_device(tx: Transaction, spec: DeviceSpec,
+                      credential: StoredCredential | None) -> bool:
     try:
-        return await lifecycle.put_device(tx, spec, credential_sha256)
+        return await lifecycle.put_device(tx, spec, credential)
     except UnknownReference:
         raise Refusal(f"device {spec.id}: unknown hub {spec.hub}") from None
 
@@ -153,7 +156,7 @@ async def add_device(store: Store, device_id: str, device_type: str, model: str 
                       heartbeat_interval_s=heartbeat_interval_s, hub=hub)
     token = new_token()
     async with store.transaction() as tx:
-        await _put_device(tx, spec, token_hash(token))
+        await _put_device(tx, spec, credentials.stored(spec.id, token))
         await audit.record(tx, "device.credential_issued", spec.id, type=spec.type,
                            hub=spec.hub)
     return token

@@ -7,28 +7,16 @@ net). For the forecast fleet (tens of thousands of devices) a full reload takes 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass, field
 
 from adapters.codes import Kind
 from gateway.crypto import HuvudmanPublicKey, load_public_key
 from gateway.ownership.assignment import Assignment, LegalBasis
+from gateway.ownership.credentials import token_hash
 from gateway.ownership.routing import AssignmentIndex
 from gateway.store.connector import Store
 from gateway.store.registry import Device as Device  # re-exported: as ingest knows it
-
-TOKEN_BYTES = 32
-
-
-def new_token() -> str:
-    """A device credential: 256 random bits, URL-safe. Shown once, stored only as a hash."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.store.credentials import StoredCredential
 from gateway.store.errors import references
 from gateway.store.statements import Queries
 
@@ -44,14 +45,16 @@ class LifecycleQueries(Queries, area="lifecycle"):
         return None if r is None else LockedDevice(r["id"], r["state"], r["state_since"])
 
     async def insert_device(self, device_id: str, device_type: str, model: str | None,
-                            credential_sha256: bytes | None,
+                            credential: StoredCredential | None,
                             heartbeat_interval: timedelta | None,
                             hub_id: str | None) -> bool:
         """A new device, in stock since now; False when the id is taken. Raises
         UnknownReference for an unknown hub."""
         with references():
+            sha256, ha1_md5, ha1_sha256 = _columns(credential)
             inserted = await self._fetchval("insert_device", device_id, device_type, model,
-                                            credential_sha256, heartbeat_interval, hub_id)
+                                            sha256, heartbeat_interval, hub_id, ha1_md5,
+                                            ha1_sha256)
         return inserted is not None
 
     async def set_state(self, device_id: str, state: str) -> datetime:
@@ -59,9 +62,9 @@ class LifecycleQueries(Queries, area="lifecycle"):
         since: datetime = await self._fetchval("set_state", device_id, state)
         return since
 
-    async def set_credential(self, device_id: str, credential_sha256: bytes | None) -> None:
-        """A new credential's hash, or None to remove it."""
-        await self._execute("set_credential", device_id, credential_sha256)
+    async def set_credential(self, device_id: str, credential: StoredCredential | None) -> None:
+        """A new credential, or None to remove it."""
+        await self._execute("set_credential", device_id, *_columns(credential))
 
     async def open_assignments(self, device_id: str, at: datetime) -> list[OpenAssignment]:
         """The device's assignments still covering some time from `at` on, oldest first."""
@@ -87,3 +90,11 @@ class LifecycleQueries(Queries, area="lifecycle"):
         return None if r is None else DeviceView(
             r["id"], r["device_type"], r["model"], r["state"], r["state_since"],
             r["has_credential"], r["hub_id"], list(r["paired"]))
+
+
+def _columns(credential: StoredCredential | None,
+             ) -> tuple[bytes | None, str | None, str | None]:
+    """(sha256, sip_ha1_md5, sip_ha1_sha256), all None for no credential."""
+    if credential is None:
+        return None, None, None
+    return credential.sha256, credential.sip_ha1_md5, credential.sip_ha1_sha256

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.store.credentials import StoredCredential
 from gateway.store.errors import references
 from gateway.store.statements import Queries, affected
 
@@ -75,13 +76,17 @@ class RegistrationQueries(Queries, area="registration"):
         return bool(await self._fetchval("huvudman_exists", code))
 
     async def upsert_device(self, device_id: str, device_type: str, model: str | None,
-                            credential_sha256: bytes | None,
+                            credential: StoredCredential | None,
                             heartbeat_interval: timedelta | None, hub_id: str | None) -> bool:
         """Insert or update a device (keeping its credential unless a new one is given);
         whether anything changed. Raises UnknownReference for an unknown hub."""
+        sha256, ha1_md5, ha1_sha256 = (
+            (credential.sha256, credential.sip_ha1_md5, credential.sip_ha1_sha256)
+            if credential is not None else (None, None, None))
         with references():
             status = await self._execute("upsert_device", device_id, device_type, model,
-                                         credential_sha256, heartbeat_interval, hub_id)
+                                         sha256, heartbeat_interval, hub_id, ha1_md5,
+                                         ha1_sha256)
         return affected(status) > 0
 
     async def devices(self) -> list[DeviceListing]:

@@ -18,6 +18,9 @@ class Device:
     credential_sha256: bytes | None
     heartbeat_interval: timedelta | None
     hub_id: str | None = None
+    # SIP Digest H(A1) of its credential, by algorithm (SCAIP units authenticate with it).
+    sip_ha1_md5: str | None = None
+    sip_ha1_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,8 @@ class RegistryQueries(Queries, area="registry"):
     async def devices(self) -> list[Device]:
         return [Device(r["id"], r["device_type"], r["state"],
                           bytes(r["credential_sha256"]) if r["credential_sha256"] else None,
-                          r["heartbeat_interval"], r["hub_id"])
+                          r["heartbeat_interval"], r["hub_id"], r["sip_ha1_md5"],
+                          r["sip_ha1_sha256"])
                 for r in await self._fetch("devices")]
 
     async def assignments(self) -> list[AssignmentRow]:

@@ -4,8 +4,9 @@
 Flow for one SIP MESSAGE carrying `application/scaip+xml` (docs/sip.md):
 
 1. The SIP hop is answered at once: `200 OK`, or the codec's 4xx (405 for another method,
-   415 for another content type or encoding, 413 too large, 400 malformed). `200 OK` says only
-   that the message arrived (SIS-TR 91102 §7.3).
+   415 for another content type or encoding, 413 too large, 400 malformed), or `401` with a
+   Digest challenge when the unit has not authenticated (gateway/transports/sip_auth.py).
+   `200 OK` says only that the message arrived (SIS-TR 91102 §7.3).
 2. One task per request parses the `<mrq>` (adapters/scaip.py), checks that the unit's device id
    (`scaip:<cid>` or `scaip:<cid>:<did>`) is registered, and waits for
    `pipeline.commit(events)`. A slow commit holds only its own task.
@@ -18,6 +19,8 @@ Flow for one SIP MESSAGE carrying `application/scaip+xml` (docs/sip.md):
 
 Answers other than `snu=0`:
 - A malformed `<mrq>` gets the `snu` the adapter names (1, 2, 3, 7, 10, 99); nothing is stored.
+- A message naming a unit other than the one that authenticated (or a device paired with it)
+  gets `snu=5` and is not stored.
 - A unit whose device id is not registered (or is retired) gets `snu=5` "not treated": the
   request is well formed, so a message-error code (3 wrong content) would be untrue, and the
   units' documented reaction to 5 is to drop the ref and take their alternative action at once
@@ -74,6 +77,7 @@ from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
+from gateway.transports.sip_auth import UnitAuth
 
 log = get_logger("sip")
 TRANSPORT = "sip"
@@ -177,6 +181,8 @@ class _Peer:
     transport: str  # "UDP", "TCP" or "TLS", as written in a Via header
     addr: tuple[str, int]
     writer: asyncio.StreamWriter | None = None
+    # The device id a verified TLS client certificate names (its common name), if any.
+    certified: str | None = None
 
     @property
     def open(self) -> bool:
@@ -205,6 +211,9 @@ class SipListener:
         self._registry = registry
         self._pipeline = pipeline
         self._commit_hold_s = commit_hold_s
+        # None: units are not authenticated (SIP_UNIT_AUTH=off; docs/sip.md says the risk).
+        self._auth = UnitAuth(registry, settings.sip_realm, clock=clock) \
+            if settings.sip_unit_auth else None
         self._hbi = settings.scaip_heartbeat_interval_min
         # A unit that follows our hbi talks at least this often; an idle TCP connection that
         # outlives it is closed (the unit reconnects).
@@ -302,7 +311,8 @@ class SipListener:
     async def _on_connection(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter, transport: str = "TCP") -> None:
         peername = writer.get_extra_info("peername")
-        peer = _Peer(transport, (str(peername[0]), int(peername[1])), writer)
+        peer = _Peer(transport, (str(peername[0]), int(peername[1])), writer,
+                     _certified_device(writer.get_extra_info("peercert")))
         self._connections.add(writer)
         buffer = bytearray()
         try:
@@ -385,10 +395,25 @@ class SipListener:
             reason = {413: "size", 415: "content_type"}.get(err.status, "sip")
             self._refuse(msg, peer, err, reason)
             return
+        unit = None
+        if self._auth is not None:
+            verdict = self._auth.check(msg, peer.certified)
+            if verdict.device_id is None:
+                # Challenged (again): stored nowhere, and the same answer for a unit that is
+                # not registered, so the port tells nobody which ones are.
+                metrics.REJECTED.labels(TRANSPORT, "auth").inc()
+                if verdict.failed:
+                    log.info("scaip_unit_auth_failed", transport=peer.transport)
+                challenge = sip.build_response(msg, 401, extra_headers=self._auth.challenge(
+                    stale=verdict.stale))
+                self._transactions.setdefault(key, challenge)
+                self._send(peer, challenge)
+                return
+            unit = verdict.device_id
         response = sip.build_response(_with_received(msg, peer), 200)
         self._transactions.setdefault(key, response)
         self._send(peer, response)
-        self._spawn(self._requests, self._process(msg, body, peer, started, received_at),
+        self._spawn(self._requests, self._process(msg, body, peer, started, received_at, unit),
                     name="sip-request")
 
     def _refuse(self, msg: SipMessage, peer: _Peer, error: SipError, reason: str, *,
@@ -421,14 +446,15 @@ class SipListener:
     # --- one request -----------------------------------------------------------------------
 
     async def _process(self, msg: SipMessage, body: bytes, peer: _Peer, started: float,
-                       received_at: datetime) -> None:
+                       received_at: datetime, unit: str | None) -> None:
         try:
-            await self._answer(msg, body, peer, started, received_at)
+            await self._answer(msg, body, peer, started, received_at, unit)
         except Exception:
             log.exception("sip_request_failed", transport=peer.transport)
 
     async def _answer(self, msg: SipMessage, body: bytes, peer: _Peer, started: float,
-                      received_at: datetime) -> None:
+                      received_at: datetime, unit: str | None) -> None:
+        """`unit`: who authenticated (None when units are not authenticated)."""
         try:
             parsed = scaip.parse_mrq(body, received_at=received_at)
         except ScaipError as err:
@@ -447,6 +473,14 @@ class SipListener:
                         ref=parsed.ref, mty=parsed.mty, alarm=_has_alarm(parsed))
             await self._reply(msg, peer, scaip.build_mrs(
                 parsed.ref, Snu.NOT_TREATED, ste="unit not registered at this receiver"))
+            return
+        if unit is not None and not self._registry.may_speak_for(unit, parsed.device_id):
+            # Authenticated, but as another unit: not its alarm to raise or cancel.
+            metrics.REJECTED.labels(TRANSPORT, "auth").inc()
+            log.warning("scaip_unit_not_permitted", device_id=parsed.device_id,
+                        authenticated=unit, ref=parsed.ref)
+            await self._reply(msg, peer, scaip.build_mrs(
+                parsed.ref, Snu.NOT_TREATED, ste="not this unit's messages"))
             return
         first = self._resends.setdefault(
             (parsed.device_id, parsed.ref, parsed.mty, fingerprint(parsed, received_at)),
@@ -598,7 +632,27 @@ def server_tls(settings: Settings) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as err:
         raise ValueError(f"SIP_TLS_CERT_FILE/SIP_TLS_KEY_FILE: cannot use {cert} with {key} "
                          f"({type(err).__name__})") from None
+    ca = settings.sip_tls_client_ca_file
+    if ca is not None:  # units with a certificate of HMC's device CA need no Digest
+        context.verify_mode = ssl.CERT_OPTIONAL
+        try:
+            context.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as err:
+            raise ValueError(f"SIP_TLS_CLIENT_CA_FILE: cannot use {ca} "
+                             f"({type(err).__name__})") from None
     return context
+
+
+def _certified_device(peercert: Any) -> str | None:
+    """The common name of a client certificate the TLS handshake verified (only then does
+    Python report it), which HMC's device CA sets to the unit's device id."""
+    if not peercert:
+        return None
+    for rdn in peercert.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
 
 
 _ALLOW = (("Allow", "MESSAGE, OPTIONS"),)

@@ -260,7 +260,7 @@ async def _scaip_unit(store: Store, gateway: RunningGateway, receiver: str,
          "kinds": ["alarm"], "valid_from": "2026-01-01T00:00:00+00:00",
          "alarm_route": receiver}])
     await gateway.knows(device)
-    unit = ScaipUnit(UnitSpec("gps_alarm", device.id.split(":")[1], did),
+    unit = ScaipUnit(UnitSpec("gps_alarm", device.id.split(":")[1], did, device.token),
                      ("127.0.0.1", gateway.settings.sip_port), answer_timeout_s=5.0)
     return device, unit
 

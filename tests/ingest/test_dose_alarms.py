@@ -378,6 +378,7 @@ async def test_http_late_batch_is_decided_by_measurement_time(
 
 @pytest.fixture
 async def unit(gateway: RunningGateway) -> AsyncIterator[Unit]:
+    """A unit that authenticates as whichever registered unit its `<mrq>` names."""
     opened = await Unit("UDP", gateway.settings.sip_port).open()
     yield opened
     opened.close()

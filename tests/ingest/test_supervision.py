@@ -28,7 +28,8 @@ from gateway.ingest.supervision import (
     silence_start,
 )
 from gateway.ownership import registration
-from gateway.ownership.registry import Device, token_hash
+from gateway.ownership.credentials import token_hash
+from gateway.ownership.registry import Device
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from tests.support import FakeDevice, Keys, RunningGateway, open_copies, wait_until

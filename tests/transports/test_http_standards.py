@@ -18,7 +18,8 @@ import pytest
 
 from adapters import continua, vendor_gps, vendor_medicine, vendor_night
 from gateway.ownership import registration
-from gateway.ownership.registry import AuthError, token_hash
+from gateway.ownership.credentials import token_hash
+from gateway.ownership.registry import AuthError
 from gateway.store.connector import Store
 from simulator import standards_devices as sim
 from simulator.senders import Tally

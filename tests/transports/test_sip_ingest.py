@@ -11,12 +11,14 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapters import scaip, sip
+from adapters import scaip, sip, sip_digest
+from adapters.errors import AdapterError
 from adapters.scaip import Mty, Snu
 from adapters.sip import SipMessage
 from gateway.delivery.arc_config import ArcAddress
@@ -29,7 +31,13 @@ from gateway.store.connector import Store
 from gateway.tls import client_context
 from gateway.transports.sip_listener import SipListener, TtlCache, server_tls
 from simulator import scaip_device
-from tests.support import FakeDevice, RunningGateway, register_scaip_unit, tls_files
+from tests.support import (
+    SCAIP_CREDENTIALS,
+    FakeDevice,
+    RunningGateway,
+    register_scaip_unit,
+    tls_files,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,14 +59,21 @@ def did_of(unit: FakeDevice) -> str | None:
 
 class Unit:
     """A SCAIP unit's SIP side: sends MESSAGEs, answers the gateway's MESSAGEs with 200 and
-    queues what arrives (responses and `<mrs>` requests)."""
+    queues what arrives (responses and `<mrs>` requests).
 
-    def __init__(self, transport: str, gateway_port: int) -> None:
+    It authenticates as the gateway asks (SIP Digest): as the unit its `<mrq>` names, with the
+    credential the tests registered it with (SCAIP_CREDENTIALS), else as `identity`."""
+
+    def __init__(self, transport: str, gateway_port: int,
+                 identity: FakeDevice | None = None) -> None:
         self.transport = transport
         self.gateway = ("127.0.0.1", gateway_port)
+        self.identity = identity
         self.inbox: asyncio.Queue[SipMessage] = asyncio.Queue()
         self.cseq = 0
         self.local = ("127.0.0.1", 0)
+        self.challenge: sip_digest.Challenge | None = None
+        self._nc = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -112,16 +127,35 @@ class Unit:
             assert self._writer is not None
             self._writer.write(data)
 
+    def authorization(self, body: bytes, uri: str) -> tuple[tuple[str, str], ...]:
+        """The `Authorization` header answering the gateway's last challenge for the unit
+        `body` names (or `identity`); none before a challenge or without a credential."""
+        if self.challenge is None:
+            return ()
+        try:
+            named = scaip.parse_mrq(body, received_at=datetime.now(UTC)).device_id
+        except AdapterError:
+            named = ""
+        user = named if named in SCAIP_CREDENTIALS else \
+            self.identity.id if self.identity is not None else None
+        if user is None:
+            return ()
+        self._nc += 1
+        return (("Authorization", sip_digest.authorization(
+            self.challenge, method="MESSAGE", uri=uri, username=user,
+            password=SCAIP_CREDENTIALS[user], nc=self._nc, cnonce=uuid.uuid4().hex[:12])),)
+
     def message(self, body: bytes, *, content_type: str = "application/scaip+xml",
                 method: str = "MESSAGE", cid: str = "4711") -> tuple[bytes, str]:
         self.cseq += 1
         ids = sip.new_ids("127.0.0.1")
         uri = f"sip:luc{cid}@{self.local[0]}:{self.local[1]}"
+        gateway = f"sip:arc@127.0.0.1:{self.gateway[1]}"
         raw = sip.build_message(
-            request_uri=f"sip:arc@127.0.0.1:{self.gateway[1]}", from_uri=uri,
-            to_uri=f"sip:arc@127.0.0.1:{self.gateway[1]}", ids=ids, cseq=self.cseq,
+            request_uri=gateway, from_uri=uri, to_uri=gateway, ids=ids, cseq=self.cseq,
             via_sent_by=f"{self.local[0]}:{self.local[1]}", body=body,
-            transport=self.transport, content_type=content_type, contact=uri)
+            transport=self.transport, content_type=content_type, contact=uri,
+            extra_headers=self.authorization(body, gateway))
         if method != "MESSAGE":
             raw = raw.replace(b"MESSAGE sip:", f"{method} sip:".encode(), 1).replace(
                 b" MESSAGE\r\n", f" {method}\r\n".encode(), 1)
@@ -138,26 +172,30 @@ class Unit:
             if msg.is_request == request:
                 return msg
 
+    def take_challenge(self, answer: SipMessage) -> None:
+        self.challenge = sip_digest.parse_challenge(answer.header("WWW-Authenticate") or "")
+        self._nc = 0
+
+    async def prime(self) -> Unit:
+        """Learn the gateway's challenge first (for tests that build requests themselves)."""
+        self.send(scaip.build_mrq(ref="PRIME", cid="0", dty=2, mty=Mty.PING))
+        answer = await self.next(request=False)
+        assert answer.status == 401, answer.status
+        self.take_challenge(answer)
+        return self
+
     async def exchange(self, body: bytes, **kw: Any) -> tuple[SipMessage, SipMessage]:
-        """Send one request; return the SIP answer and the `<mrs>` MESSAGE that follows."""
+        """Send one request (answering a challenge, as a unit does); return the SIP answer and
+        the `<mrs>` MESSAGE that follows."""
         call_id = self.send(body, **kw)
         answer = await self.next(request=False)
         assert answer.call_id == call_id
+        if answer.status == 401:
+            self.take_challenge(answer)
+            call_id = self.send(body, **kw)
+            answer = await self.next(request=False)
+            assert answer.call_id == call_id
         return answer, await self.next(request=True)
-
-
-@pytest.fixture
-async def unit_udp(gateway: RunningGateway) -> AsyncIterator[Unit]:
-    unit = await Unit("UDP", gateway.settings.sip_port).open()
-    yield unit
-    unit.close()
-
-
-@pytest.fixture
-async def unit_tcp(gateway: RunningGateway) -> AsyncIterator[Unit]:
-    unit = await Unit("TCP", gateway.settings.sip_port).open()
-    yield unit
-    unit.close()
 
 
 @pytest.fixture
@@ -165,6 +203,20 @@ async def gps(store: Store, gateway: RunningGateway) -> FakeDevice:
     device = await register_scaip_unit(store, "gps_alarm", assignments=[ASSIGNMENT])
     await gateway.knows(device)
     return device
+
+
+@pytest.fixture
+async def unit_udp(gateway: RunningGateway, gps: FakeDevice) -> AsyncIterator[Unit]:
+    unit = await (await Unit("UDP", gateway.settings.sip_port, gps).open()).prime()
+    yield unit
+    unit.close()
+
+
+@pytest.fixture
+async def unit_tcp(gateway: RunningGateway, gps: FakeDevice) -> AsyncIterator[Unit]:
+    unit = await (await Unit("TCP", gateway.settings.sip_port, gps).open()).prime()
+    yield unit
+    unit.close()
 
 
 async def rows(store: Store, device_id: str) -> list[tuple[str, str]]:
@@ -304,7 +356,7 @@ async def test_sip_hop_errors(unit_udp: Unit) -> None:
 
 
 async def test_tcp_answer_after_the_connection_closed_uses_a_new_connection(
-        store: Store, gps: FakeDevice, gateway: RunningGateway) -> None:
+        store: Store, gps: FakeDevice, gateway: RunningGateway, unit_tcp: Unit) -> None:
     """The unit hangs up right after sending: the <mrs> comes over a new connection to the
     port in its Contact, at the address the request came from."""
     inbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -321,10 +373,12 @@ async def test_tcp_answer_after_the_connection_closed_uses_a_new_connection(
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", gateway.settings.sip_port)
         contact = f"sip:luc{cid_of(gps)}@127.0.0.1:{listen_port}"
+        body = scaip.build_mrq(ref="NC1", cid=cid_of(gps), dty=51)
         raw = sip.build_message(
             request_uri="sip:arc@127.0.0.1", from_uri=contact, to_uri="sip:arc@127.0.0.1",
             ids=sip.new_ids(), cseq=1, via_sent_by="127.0.0.1:9", transport="TCP",
-            body=scaip.build_mrq(ref="NC1", cid=cid_of(gps), dty=51), contact=contact)
+            body=body, contact=contact,
+            extra_headers=unit_tcp.authorization(body, "sip:arc@127.0.0.1"))
         writer.write(raw)
         writer.close()  # gone before the gateway has committed and could answer
         mrs = scaip.parse_mrs(sip.parse(await asyncio.wait_for(inbox.get(), 10)).body)
@@ -354,7 +408,7 @@ async def test_slow_commit_is_answered_hold_and_the_simulated_unit_resends(
     listener = SipListener(settings, gateway.runtime.registry, pipeline,  # type: ignore[arg-type]
                            commit_hold_s=0.2)
     await listener.start()
-    spec = scaip_device.UnitSpec(scaip_device.GPS_ALARM, cid_of(gps), did_of(gps))
+    spec = scaip_device.UnitSpec(scaip_device.GPS_ALARM, cid_of(gps), did_of(gps), gps.token)
     unit = scaip_device.ScaipUnit(spec, ("127.0.0.1", listener.udp_port), resend_s=(0.1, 0.2),
                                   answer_timeout_s=3)
     try:
@@ -372,7 +426,7 @@ async def test_simulated_fleet_is_answered(store: Store, gateway: RunningGateway
     for kind in (scaip_device.GPS_ALARM, scaip_device.NIGHT_SENSOR, scaip_device.PILL_DISPENSER):
         device = await register_scaip_unit(store, kind, did="D1", assignments=[ASSIGNMENT])
         await gateway.knows(device)
-        specs.append(scaip_device.UnitSpec(kind, cid_of(device), "D1"))
+        specs.append(scaip_device.UnitSpec(kind, cid_of(device), "D1", device.token))
     report = await asyncio.to_thread(
         scaip_device.run, ("127.0.0.1", gateway.settings.sip_port), specs, rounds=2,
         interval_s=0.0, stop=threading.Event(), answer_timeout_s=5, seed=7)
@@ -408,6 +462,7 @@ async def test_a_unit_over_tls_is_answered_and_stored(
     await unit.start()
     target = ArcAddress("tls", "localhost", listener.tls_port)
     unit.use_tls(client_context(ca), target)
+    unit.use_digest(gps.id, gps.token, target)
     try:
         body = scaip.build_mrq(ref="TLS1", cid=cid_of(gps), dty=scaip.DTY_TRACKER,
                                stc=scaip.STC_MANUAL, did=did_of(gps))

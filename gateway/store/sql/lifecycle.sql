@@ -6,8 +6,8 @@ SELECT id, state, state_since FROM device WHERE id = $1 FOR UPDATE;
 
 -- name: insert_device
 INSERT INTO device (id, device_type, model, credential_sha256, heartbeat_interval, hub_id,
-                    state, state_since)
-VALUES ($1, $2, $3, $4, $5, $6, 'in_stock', now())
+                    state, state_since, sip_ha1_md5, sip_ha1_sha256)
+VALUES ($1, $2, $3, $4, $5, $6, 'in_stock', now(), $7, $8)
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
@@ -16,8 +16,10 @@ UPDATE device SET state = $2, state_since = now(), updated_at = now() WHERE id =
 RETURNING state_since;
 
 -- name: set_credential
--- A new credential hash, or NULL to remove it (retire).
-UPDATE device SET credential_sha256 = $2, updated_at = now() WHERE id = $1 RETURNING id;
+-- A new credential (its hash and SIP Digest H(A1)s), or NULLs to remove it (retire).
+UPDATE device SET credential_sha256 = $2, sip_ha1_md5 = $3, sip_ha1_sha256 = $4,
+                  updated_at = now()
+WHERE id = $1 RETURNING id;
 
 -- name: open_assignments
 -- Assignments of a device that still cover some time from $2 on, oldest first.

@@ -12,11 +12,18 @@ SELECT code, name, kind FROM huvudman ORDER BY code;
 SELECT EXISTS (SELECT 1 FROM huvudman WHERE code = $1);
 
 -- name: upsert_device
-INSERT INTO device (id, device_type, model, credential_sha256, heartbeat_interval, hub_id)
-VALUES ($1, $2, $3, $4, $5, $6)
+-- A credential given ($4, with its SIP Digest H(A1)s $7, $8, which may be NULL) replaces the
+-- stored one whole; none given keeps it.
+INSERT INTO device (id, device_type, model, credential_sha256, heartbeat_interval, hub_id,
+                    sip_ha1_md5, sip_ha1_sha256)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (id) DO UPDATE
 SET device_type = excluded.device_type, model = excluded.model,
     credential_sha256 = coalesce(excluded.credential_sha256, device.credential_sha256),
+    sip_ha1_md5 = CASE WHEN excluded.credential_sha256 IS NULL THEN device.sip_ha1_md5
+                       ELSE excluded.sip_ha1_md5 END,
+    sip_ha1_sha256 = CASE WHEN excluded.credential_sha256 IS NULL THEN device.sip_ha1_sha256
+                          ELSE excluded.sip_ha1_sha256 END,
     heartbeat_interval = excluded.heartbeat_interval, hub_id = excluded.hub_id,
     updated_at = now()
 WHERE (device.device_type, device.model, device.credential_sha256, device.heartbeat_interval,

@@ -26,7 +26,8 @@ from adapters.events import Event
 from gateway.ingest import decoding, formats
 from gateway.ingest.pipeline import Pipeline, SubmissionResult
 from gateway.observability import metrics
-from gateway.ownership.registry import AuthError, Device, Registry, token_hash
+from gateway.ownership.credentials import token_hash
+from gateway.ownership.registry import AuthError, Device, Registry
 from gateway.settings import Settings
 from gateway.transports.http.body import read_limited
 

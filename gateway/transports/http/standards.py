@@ -45,7 +45,8 @@ from adapters.errors import AdapterError, Parsed, Rejection
 from adapters.events import Event
 from gateway.ingest import formats
 from gateway.observability import metrics
-from gateway.ownership.registry import AuthError, token_hash
+from gateway.ownership.credentials import token_hash
+from gateway.ownership.registry import AuthError
 from gateway.transports.http.common import (
     JSON,
     TRANSPORT,
