@@ -7,6 +7,7 @@ it as in production (mqtts, a broker user per channel)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -134,3 +135,40 @@ def test_the_gateway_refuses_two_channels_as_one_broker_user() -> None:
         one_user, mqtt_alarm_url="mqtts://gateway-ingest-alarm:y@broker:8883"))
     with pytest.raises(MqttConfigError, match="MQTT_URL must look like"):
         check_settings(dataclasses.replace(Settings(), mqtt_url="http://broker:8883"))
+
+
+async def test_a_message_too_large_is_refused_not_acknowledged_and_lost(
+        gateway: RunningGateway, store: Store, device: FakeDevice, tmp_path: Path) -> None:
+    """Over the shipped broker's packet limit: no PUBACK (the device knows, and keeps it). Over
+    the gateway's payload limit only: an answer on the device's error topic."""
+    with shipped_broker(tmp_path / "broker", GATEWAY_USERS | {device.id: device.token}) as broker:
+        settings = dataclasses.replace(
+            gateway.settings, http_port=embedded.free_port(), sip_port=0,
+            delivery_enabled=False, supervision_enabled=False, mqtt_ca_file=broker.ca_file,
+            mqtt_url=broker.url("gateway-ingest", GATEWAY_USERS["gateway-ingest"]),
+            mqtt_alarm_url=broker.url("gateway-ingest-alarm",
+                                      GATEWAY_USERS["gateway-ingest-alarm"]))
+        async with running_gateway(settings) as running:
+            assert running.runtime.mqtt is not None
+            await asyncio.wait_for(running.runtime.mqtt.connected.wait(), 10)
+            client = _client(broker, device.id, device.token, f"{device.id}-big", clean=True)
+            errors: list[bytes] = []
+            client.on_message = lambda _c, _u, msg: errors.append(msg.payload)
+            client.subscribe(f"devices/{device.id}/down/error", 1)
+            await asyncio.sleep(0.2)
+            try:
+                over_gateway = client.publish(f"devices/{device.id}/up/native", b" " * 263_000,
+                                              qos=1)
+                await asyncio.to_thread(over_gateway.wait_for_publish, 5)
+                assert over_gateway.is_published()  # the broker took it; the gateway answers
+                assert await wait_until(lambda: bool(errors), timeout=5)
+                assert b"payload larger than 262144 bytes" in errors[0]
+                too_large = client.publish(f"devices/{device.id}/up/native", b" " * 300_000,
+                                           qos=1)
+                with contextlib.suppress(RuntimeError):  # paho: the connection was dropped
+                    await asyncio.to_thread(too_large.wait_for_publish, 3)
+                assert not too_large.is_published()  # never acknowledged: the device keeps it
+            finally:
+                client.disconnect()
+                client.loop_stop()
+    assert await _stored(store, device) == 0
