@@ -63,6 +63,21 @@ class Settings:
     mqtt_max_inflight: int = field(default_factory=lambda: _int("MQTT_MAX_INFLIGHT", 1000))
     http_max_body_bytes: int = field(
         default_factory=lambda: _int("HTTP_MAX_BODY_BYTES", 1_048_576))
+    # Slow and idle clients, and floods (docs/http.md, Limits): a request must arrive whole
+    # within this many seconds; at most this many connections at once; requests a second (on
+    # average, and at once) per device and per source address; 0 turns a rate limit off.
+    http_request_timeout_s: float = field(
+        default_factory=lambda: _float("HTTP_REQUEST_TIMEOUT_S", 10.0))
+    http_max_connections: int = field(
+        default_factory=lambda: _int("HTTP_MAX_CONNECTIONS", 1000))
+    http_rate_per_device: float = field(
+        default_factory=lambda: _float("HTTP_RATE_PER_DEVICE", 10.0))
+    http_burst_per_device: float = field(
+        default_factory=lambda: _float("HTTP_BURST_PER_DEVICE", 100.0))
+    http_rate_per_address: float = field(
+        default_factory=lambda: _float("HTTP_RATE_PER_ADDRESS", 2000.0))
+    http_burst_per_address: float = field(
+        default_factory=lambda: _float("HTTP_BURST_PER_ADDRESS", 20000.0))
     mqtt_max_payload_bytes: int = field(
         default_factory=lambda: _int("MQTT_MAX_PAYLOAD_BYTES", 262_144))
     # How long an HTTP request waits for its commit before answering 503 (the client retries).
@@ -118,6 +133,15 @@ class Settings:
     # (its common name the unit's device id).
     sip_tls_client_ca_file: Path | None = field(
         default_factory=lambda: _path("SIP_TLS_CLIENT_CA_FILE"))
+    # As for HTTP: a SIP message over TCP/TLS must arrive whole in this time; connections at
+    # once per listener; MESSAGEs a second per source address (0: no limit).
+    sip_request_timeout_s: float = field(
+        default_factory=lambda: _float("SIP_REQUEST_TIMEOUT_S", 10.0))
+    sip_max_connections: int = field(default_factory=lambda: _int("SIP_MAX_CONNECTIONS", 1000))
+    sip_rate_per_address: float = field(
+        default_factory=lambda: _float("SIP_RATE_PER_ADDRESS", 50.0))
+    sip_burst_per_address: float = field(
+        default_factory=lambda: _float("SIP_BURST_PER_ADDRESS", 500.0))
     sip_tls_cert_file: Path | None = field(default_factory=lambda: _path("SIP_TLS_CERT_FILE"))
     sip_tls_key_file: Path | None = field(default_factory=lambda: _path("SIP_TLS_KEY_FILE"))
     # The heartbeat interval (`hbi`, minutes) offered to units that let the ARC set it.

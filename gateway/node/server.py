@@ -20,6 +20,7 @@ from gateway.node.fhir_forward import FhirConfig, FhirForwarder
 from gateway.node.opening import ItemOpener
 from gateway.observability import logs
 from gateway.store.node import NodeStore, migrate_node
+from gateway.transports.http.guard import guarded
 
 log = logs.get("gateway.node")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # a 500-item batch is well under 2 MiB
@@ -119,9 +120,11 @@ async def start_node(config: NodeConfig, *, install_signals: bool = False) -> Ru
                             config.secret)
         app = create_app(receiver, max_body_bytes=config.max_body_bytes)
         server_cls = uvicorn.Server if install_signals else _Server
+        # Its only client is the gateway, but its port is reachable: slow or idle connections
+        # are closed. A batch is up to 16 MiB over a WAN, so a minute for one request.
         server = server_cls(uvicorn.Config(app, host=config.host, port=config.port,
                                            log_level="warning", access_log=False,
-                                           lifespan="off"))
+                                           lifespan="off", http=guarded(60.0, 200, "node")))
         task = asyncio.create_task(server.serve(), name=f"node-{config.huvudman}")
         while not server.started:
             if task.done():

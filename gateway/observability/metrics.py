@@ -72,3 +72,9 @@ TASK_FAILURES = Counter("gateway_task_failures_total",
                         "pipeline, stopped the process)", ["task"])
 LISTENING = Gauge("gateway_db_listening",
                   "1 while a LISTEN for this channel is established", ["channel"])
+CONNECTIONS_REFUSED = Counter("gateway_connections_closed_total",
+                              "Connections a listener closed: too many open, or a request that "
+                              "did not arrive in time", ["listener", "reason"])
+RATE_LIMITED = Counter("gateway_rate_limited_total",
+                       "Requests refused for coming too fast, by listener and by what was "
+                       "limited (device, address)", ["listener", "per"])

@@ -34,6 +34,7 @@ from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.transports.http.app import create_app
+from gateway.transports.http.guard import guarded
 from gateway.transports.mqtt_ingest import MqttIngest, check_settings
 from gateway.transports.sip_listener import SipListener
 
@@ -183,7 +184,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         app = create_app(settings, rt.registry, rt.pipeline, rt)
         server = _Server(uvicorn.Config(
             app, host=settings.http_host, port=settings.http_port, log_level="warning",
-            access_log=False, lifespan="off"))
+            access_log=False, lifespan="off", http=guarded(
+                settings.http_request_timeout_s, settings.http_max_connections, "http")))
         http_task = asyncio.create_task(server.serve(), name="http")
         log.info("ingest_started", http=f"http://{settings.http_host}:{settings.http_port}",
                  mqtt=bool(settings.mqtt_url))

@@ -77,6 +77,7 @@ from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
+from gateway.transports.rate import RateLimit, retry_after
 from gateway.transports.sip_auth import UnitAuth
 
 log = get_logger("sip")
@@ -214,6 +215,8 @@ class SipListener:
         # None: units are not authenticated (SIP_UNIT_AUTH=off; docs/sip.md says the risk).
         self._auth = UnitAuth(registry, settings.sip_realm, clock=clock) \
             if settings.sip_unit_auth else None
+        self._by_address = RateLimit(settings.sip_rate_per_address,
+                                     settings.sip_burst_per_address, clock=clock)
         self._hbi = settings.scaip_heartbeat_interval_min
         # A unit that follows our hbi talks at least this often; an idle TCP connection that
         # outlives it is closed (the unit reconnects).
@@ -313,19 +316,34 @@ class SipListener:
         peername = writer.get_extra_info("peername")
         peer = _Peer(transport, (str(peername[0]), int(peername[1])), writer,
                      _certified_device(writer.get_extra_info("peercert")))
+        if len(self._connections) >= self._settings.sip_max_connections:
+            metrics.CONNECTIONS_REFUSED.labels("sip", "too_many").inc()
+            writer.transport.abort()
+            return
         self._connections.add(writer)
         buffer = bytearray()
+        partial_since: float | None = None  # when the message now arriving began
         try:
             while not self._stopping:
+                # Idle between messages for as long as a unit's heartbeat allows; a message
+                # that has begun must arrive whole in sip_request_timeout_s.
+                wait = self._tcp_idle_s if partial_since is None else \
+                    partial_since + self._settings.sip_request_timeout_s - time.monotonic()
                 try:
-                    chunk = await asyncio.wait_for(reader.read(READ_SIZE), self._tcp_idle_s)
-                except (TimeoutError, ConnectionError):
+                    chunk = await asyncio.wait_for(reader.read(READ_SIZE), max(wait, 0.0))
+                except TimeoutError:
+                    if partial_since is not None:
+                        metrics.CONNECTIONS_REFUSED.labels("sip", "too_slow").inc()
+                    return
+                except ConnectionError:
                     return
                 if not chunk:
                     return
                 buffer += chunk
                 if not self._drain_stream(buffer, peer):
                     return
+                partial_since = None if not buffer.strip(b"\r\n") else \
+                    partial_since or time.monotonic()
         finally:
             self._connections.discard(writer)
             writer.close()
@@ -382,6 +400,14 @@ class SipListener:
         if self._stopping or len(self._requests) >= MAX_IN_FLIGHT:
             self._refuse(msg, peer, SipError("gateway", "not taking requests now", 503),
                          "unavailable", extra_headers=(("Retry-After", "5"),))
+            return
+        wait = self._by_address.take(peer.addr[0])
+        if wait:
+            # A flood from one address (RFC 3261 §21.5.4: 503 with Retry-After); a unit takes
+            # its alternative action, as for any receiver that cannot answer.
+            metrics.RATE_LIMITED.labels(TRANSPORT, "address").inc()
+            self._refuse(msg, peer, SipError("gateway", "too many requests", 503),
+                         "rate", extra_headers=(("Retry-After", retry_after(wait)),))
             return
         if msg.media_type != SCAIP_MEDIA_TYPE:
             self._refuse(msg, peer, SipError("Content-Type", "expected " + SCAIP_MEDIA_TYPE,

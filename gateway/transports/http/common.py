@@ -30,6 +30,7 @@ from gateway.ownership.credentials import token_hash
 from gateway.ownership.registry import AuthError, Device, Registry
 from gateway.settings import Settings
 from gateway.transports.http.body import read_limited
+from gateway.transports.rate import RateLimit, retry_after
 
 TRANSPORT: Final = "http"
 JSON: Final = "application/json"
@@ -115,6 +116,12 @@ def auth_failed(err: AuthError) -> Response:
                          {"WWW-Authenticate": "Bearer"} if err.status == 401 else None)
 
 
+def slow_down(retry_after_s: str) -> Response:
+    """429 for a device sending faster than it may: the same body can be sent again later."""
+    return json_response(429, {"error": "too many requests; send again after Retry-After"},
+                         {"Retry-After": retry_after_s})
+
+
 def too_large(settings: Settings) -> str:
     """What a 413 says."""
     return f"body larger than {settings.http_max_body_bytes} bytes"
@@ -127,6 +134,17 @@ class HttpIngest:
         self.settings = settings
         self.registry = registry
         self.pipeline = pipeline
+        self._per_device = RateLimit(settings.http_rate_per_device,
+                                     settings.http_burst_per_device)
+
+    def too_fast(self, device_id: str) -> str | None:
+        """The Retry-After for an authenticated device that sends faster than it may
+        (counted), or None."""
+        wait = self._per_device.take(device_id)
+        if not wait:
+            return None
+        metrics.RATE_LIMITED.labels(TRANSPORT, "device").inc()
+        return retry_after(wait)
 
     async def read_body(self, request: Request) -> bytes | None:
         """The body, or None (counted) when it is over the limit."""
@@ -166,6 +184,8 @@ class HttpIngest:
             self.registry.authenticate(device_id, token)
         except AuthError as err:
             return auth_failed(err)
+        if (wait := self.too_fast(device_id)) is not None:
+            return slow_down(wait)
         fmt = formats_by_type.get(mime(content_type, JSON))
         if fmt is None:
             count_refusal("content_type")
@@ -184,6 +204,8 @@ class HttpIngest:
             self.registry.authenticate(device_id, token)
         except AuthError as err:
             return auth_failed(err)
+        if (wait := self.too_fast(device_id)) is not None:
+            return slow_down(wait)
         return await self._decode_and_commit(device_id, fmt, body, parse, started)
 
     async def _decode_and_commit(self, device_id: str, fmt: str, body: bytes,

@@ -100,6 +100,9 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
             count_refusal("auth")
             return Response(err.reason, status_code=err.status, media_type="text/plain",
                             headers=_AUTH_HEADERS if err.status == 401 else None)
+        if (wait := ingest.too_fast(uploader.id)) is not None:
+            return Response("too many requests; send again after Retry-After", status_code=429,
+                            media_type="text/plain", headers={"Retry-After": wait})
         if sent_as not in allowed:
             count_refusal("content_type")
             return Response("unsupported content type; send " + " or ".join(sorted(allowed)),
@@ -210,6 +213,9 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
             return fhir(err.status, outcome("login" if err.status == 401 else "forbidden",
                                             err.reason),
                         _AUTH_HEADERS if err.status == 401 else None)
+        if (wait := ingest.too_fast(uploader.id)) is not None:
+            return fhir(429, outcome("throttled", "too many requests; send again after "
+                                                  "Retry-After"), {"Retry-After": wait})
         if mime(content_type, FHIR_JSON) not in JSON_TYPES:
             count_refusal("content_type")
             return fhir(415, outcome("not-supported", "send application/fhir+json"))
