@@ -33,7 +33,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -43,7 +42,14 @@ from adapters.codes import Kind
 from gateway.ownership import audit, credentials, subjects
 from gateway.ownership.assignment import LegalBasis
 from gateway.ownership.credentials import new_token
-from gateway.ownership.specs import DeviceSpec, HuvudmanCode, Refusal, validate_dose_alarm
+from gateway.ownership.specs import (
+    DeviceSpec,
+    HuvudmanCode,
+    Name,
+    Refusal,
+    SubjectRef,
+    validate_dose_alarm,
+)
 from gateway.store.connector import Store, Transaction, as_interval
 from gateway.store.credentials import StoredCredential
 from gateway.store.errors import UnknownReference
@@ -169,6 +175,23 @@ class AlreadyRegistered(LifecycleError):
     status = 409
 
 
+class Forbidden(LifecycleError):
+    """The operator's roles do not allow this (gateway/ownership/operators.py)."""
+
+    status = 403
+
+
+class OutOfScope(Forbidden):
+    """A huvudman's integrator asked about a device outside its own assignments. The same
+    answer whether the device exists or not, so devices cannot be enumerated this way."""
+
+    def __init__(self, device_id: str, huvudman: str, alone: bool = False) -> None:
+        super().__init__(
+            f"device {device_id} is not assigned to huvudman {huvudman} alone; HMC can "
+            "return it" if alone else
+            f"device {device_id} has no assignment of huvudman {huvudman}")
+
+
 class InvalidRequest(LifecycleError):
     """A value that cannot be accepted; `field` names it (dotted path, as in config errors)."""
 
@@ -192,11 +215,11 @@ class NewAssignment(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     huvudman: HuvudmanCode
-    subject_ref: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+    subject_ref: SubjectRef = Field(
         description="The huvudman's opaque reference to the person; stored, never logged")
     legal_basis: LegalBasis
     kinds: Annotated[list[Kind], Field(min_length=1)]
-    alarm_route: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    alarm_route: Name | None = None
     position_consent: bool = Field(False, validate_default=True)
     dose_alarm: bool = Field(False, description="A missed medicine dose is an alarm for this "
                              "person: needs the medication kind and an alarm_route")
@@ -247,6 +270,17 @@ async def _lock(tx: Transaction, device_id: str, action: Action) -> LockedDevice
     if state not in TRANSITIONS[action].sources:
         raise TransitionRefused(device_id, state, action)
     return device
+
+
+async def _check_within(tx: Transaction, device_id: str, at: datetime, huvudman: str) -> None:
+    """Locks the device, then refuses unless all of its assignments open at `at` are
+    `huvudman`'s (and there is one)."""
+    await tx.lifecycle.lock_device(device_id)
+    owners = {a.huvudman for a in await tx.lifecycle.open_assignments(device_id, at)}
+    if huvudman not in owners:
+        raise OutOfScope(device_id, huvudman)
+    if owners != {huvudman}:
+        raise OutOfScope(device_id, huvudman, alone=True)
 
 
 async def _set_state(tx: Transaction, device_id: str, action: Action) -> State:
@@ -346,13 +380,18 @@ async def register(store: Store, device_id: str, device_type: str, model: str | 
 
 
 async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignment],
-                 valid_from: datetime | None = None, *,
-                 actor: str | None = None) -> LifecycleResult:
+                 valid_from: datetime | None = None, *, actor: str | None = None,
+                 within: str | None = None) -> LifecycleResult:
     """Lend an in-stock device to a person under one or more huvudmän (one scale can serve the
     region under HSL and the kommun under SoL), from `valid_from` (default now). After a
-    reconditioning this is a reissue, possibly to another kommun."""
+    reconditioning this is a reissue, possibly to another kommun. `within`: only assignments
+    of this huvudman may be made (its integrator is acting)."""
     if not assignments:
         raise InvalidRequest("assignments", "at least one assignment is needed")
+    for i, a in enumerate(assignments):
+        if within is not None and a.huvudman != within:
+            raise Forbidden(f"assignments.{i}.huvudman: an integrator of huvudman {within} "
+                            f"may assign only to {within}")
     start = valid_from or datetime.now(UTC)
     if start.tzinfo is None:
         raise InvalidRequest("valid_from", "needs a time zone")
@@ -390,9 +429,10 @@ async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignme
 
 
 async def return_device(store: Store, device_id: str, at: datetime | None = None, *,
-                        actor: str | None = None) -> LifecycleResult:
+                        actor: str | None = None, within: str | None = None) -> LifecycleResult:
     """The device came back (återlämning): every assignment still open ends at `at` (default
-    now), so readings measured from then on reach no huvudman."""
+    now), so readings measured from then on reach no huvudman. `within`: only when every
+    open assignment is this huvudman's (its integrator is acting)."""
     now = datetime.now(UTC)
     when = at or now
     if when.tzinfo is None:
@@ -400,6 +440,8 @@ async def return_device(store: Store, device_id: str, at: datetime | None = None
     if when > now + FUTURE_SLACK:
         raise InvalidRequest("at", "a return cannot be dated in the future")
     async with store.transaction() as tx:
+        if within is not None:
+            await _check_within(tx, device_id, when, within)
         await _lock(tx, device_id, Action.RETURN)
         ended = await _end_open(tx, device_id, when, actor)
         state = await _set_state(tx, device_id, Action.RETURN)
@@ -451,10 +493,16 @@ async def retire(store: Store, device_id: str, *, actor: str | None = None) -> L
     return LifecycleResult(device_id, Action.RETIRE, state, ended=ended, unpaired=unpaired)
 
 
-async def show(store: Store, device_id: str) -> dict[str, Any]:
+async def show(store: Store, device_id: str, *, within: str | None = None) -> dict[str, Any]:
     """A device as an operator sees it: state, credential yes/no, hub, assignments (ids,
-    huvudman, basis, kinds, from/to). No subject reference."""
+    huvudman, basis, kinds, from/to). No subject reference. `within`: only a device that has
+    (or had) an assignment of this huvudman, with only that huvudman's assignments."""
     d = await store.lifecycle.device(device_id)
+    assignments = await store.registration.assignments(device_id)
+    if within is not None:
+        assignments = [a for a in assignments if a.huvudman == within]
+        if not assignments:
+            raise OutOfScope(device_id, within)
     if d is None:
         raise DeviceNotFound(device_id)
     state = State(d.state)
@@ -468,5 +516,5 @@ async def show(store: Store, device_id: str) -> dict[str, Any]:
              "kinds": a.kinds, "valid_from": a.valid_from.isoformat(),
              "valid_to": a.valid_to.isoformat() if a.valid_to else None,
              "dose_alarm": a.dose_alarm}
-            for a in await store.registration.assignments(device_id)],
+            for a in assignments],
     }

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, ValidationError, field_validator
+from pydantic import AwareDatetime, Field, ValidationError, field_validator
 
 from adapters.codes import Kind
 from gateway.ownership import audit, credentials, lifecycle, subjects
@@ -22,8 +22,10 @@ from gateway.ownership.specs import (
     DeviceId,
     DeviceSpec,
     HuvudmanCode,
+    Name,
     Refusal,
     Strict,
+    SubjectRef,
     validate_dose_alarm,
 )
 from gateway.store.connector import Store, Transaction
@@ -34,7 +36,7 @@ from gateway.store.registration import NewAssignmentRow
 
 class HuvudmanSpec(Strict):
     code: HuvudmanCode
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    name: Name
     kind: Literal["region", "kommun"]
 
 
@@ -42,12 +44,12 @@ class AssignmentSpec(Strict):
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
     device: DeviceId
     huvudman: HuvudmanCode
-    subject_ref: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    subject_ref: SubjectRef
     legal_basis: LegalBasis
     kinds: Annotated[list[Kind], Field(min_length=1)]
     valid_from: AwareDatetime
     valid_to: AwareDatetime | None = None
-    alarm_route: str | None = None
+    alarm_route: Name | None = None
     position_consent: bool = False
     dose_alarm: bool = False  # a missed medicine dose is an alarm (gateway/ingest/dose_alarms.py)
 

@@ -5,15 +5,38 @@ and the admin API, so each accepts exactly the same input and refuses it in the 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+)
 
 from adapters.codes import Kind
 
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 HuvudmanCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{2}([0-9]{2})?$")]
+
+
+def printable(value: str) -> str:
+    """Free text may not hold control characters (NUL cannot even be stored): refused as a
+    value, not failed on as a server error. (Pydantic refuses lone surrogates itself.)"""
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(printable)]
+SubjectRef = Annotated[str, StringConstraints(min_length=1, max_length=200),
+                       AfterValidator(printable)]
+# A week: longer would not be supervision; far longer does not fit an interval.
+HeartbeatSeconds = Annotated[int, Field(gt=0, le=7 * 86400)]
 
 
 class Refusal(Exception):
@@ -27,10 +50,10 @@ class Strict(BaseModel):
 class DeviceSpec(Strict):
     id: DeviceId
     type: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")]
-    model: str | None = None
+    model: Name | None = None
     token: str | None = Field(None, min_length=16, description="demo only: plain credential")
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    heartbeat_interval_s: int | None = Field(None, gt=0)
+    heartbeat_interval_s: HeartbeatSeconds | None = None
     hub: DeviceId | None = Field(None, description="the hub that uploads for this device")
 
 

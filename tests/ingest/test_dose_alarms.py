@@ -462,7 +462,7 @@ async def test_cli_refuses_a_dose_alarm_without_medication_or_route_and_records_
 async def test_admin_api_refuses_a_dose_alarm_naming_the_field(
         gateway: RunningGateway, store: Store) -> None:
     name = f"test-op-{uuid.uuid4().hex[:8]}"
-    token = await operators.add(store, name)
+    token = await operators.add(store, name, ["admin"])
     dev = f"T-DOSE-{uuid.uuid4().hex[:10]}"
     base: dict[str, Any] = {"huvudman": "1480", "subject_ref": "test-subject-19121212-1212",
                             "legal_basis": "SoL", "dose_alarm": True}

@@ -6,6 +6,7 @@ reference."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -228,7 +229,7 @@ async def test_full_lifecycle_through_the_cli(run: Run, gateway: RunningGateway,
 @pytest.fixture
 async def operator(store: Store) -> tuple[str, dict[str, str]]:
     name = f"test-op-{uuid.uuid4().hex[:8]}"
-    token = await operators.add(store, name)
+    token = await operators.add(store, name, ["admin"])
     return name, {"Authorization": f"Bearer {token}"}
 
 
@@ -343,6 +344,30 @@ async def test_admin_api_validation_and_unknown_device(
         assert bad.status_code == 422 and bad.json()["field"] == "assignments"
         bad = await api.post(f"/devices/{dev}/assignments", content=b"{not json")
         assert bad.status_code == 422
+        # What schemathesis found as server errors (issue 11): refused, naming the field.
+        for field, value in (("subject_ref", "test\u0000x"), ("alarm_route", "route\u001b[2J"),
+                             ("subject_ref", "\ud800")):
+            body = _assign_body("1490", SUBJECT_OLD)
+            body["assignments"][0][field] = value
+            raw = json.dumps(body).encode()  # a lone surrogate passes only as a JSON escape
+            bad = await api.post(f"/devices/{dev}/assignments", content=raw,
+                                 headers={"Content-Type": "application/json"})
+            assert bad.status_code == 422, bad.text
+            if value == "\ud800":  # the JSON parser refuses it already
+                assert bad.json()["field"] == "body"
+                continue
+            assert bad.json() == {"field": f"assignments.0.{field}", "error": (
+                f"assignments.0.{field}: Value error, must not contain control characters")}
+        for spec, field in (({"heartbeat_interval_s": 10**20}, "heartbeat_interval_s"),
+                            ({"heartbeat_interval_s": 7 * 86400 + 1}, "heartbeat_interval_s"),
+                            ({"model": "M\u0000"}, "model")):
+            bad = await api.post("/devices", json={"id": f"{dev}-x", "type": "scale", **spec})
+            assert bad.status_code == 422 and bad.json()["field"] == field, bad.text
+        # A body over the limit is refused before it is read whole.
+        big = await api.post(f"/devices/{dev}/assignments", content=b" " * (1 << 20),
+                             headers={"Content-Type": "application/json"})
+        assert big.status_code == 413
+        assert big.json()["error"] == "body: larger than 65536 bytes"
         # Nothing of the refused requests was stored.
         assert (await api.get(f"/devices/{dev}")).json()["assignments"] == []
 
@@ -350,9 +375,13 @@ async def test_admin_api_validation_and_unknown_device(
 async def test_admin_api_refuses_without_a_valid_enabled_operator(
         run: Run, gateway: RunningGateway, store: Store) -> None:
     name = f"test-op-{uuid.uuid4().hex[:8]}"
-    token = _token_after(await run("operator", "add", name))
+    token = _token_after(await run("operator", "add", name, "--role", "inventory",
+                                   "--role", "workshop"))
     assert len(token) >= 40
-    assert "already exists" in await run("operator", "add", name, ok=False)
+    assert "already exists" in await run("operator", "add", name, "--role", "admin", ok=False)
+    assert "Missing option '--role'" in await run("operator", "add", "test-op-x", ok=False)
+    assert "an integrator acts for exactly one huvudman" in await run(
+        "operator", "add", "test-op-x", "--role", "integrator", ok=False)
     stored = await store.pool.fetchval("SELECT token_sha256 FROM operator WHERE name = $1", name)
     assert token.encode() not in bytes(stored)
     async with httpx.AsyncClient(base_url=f"{gateway.http}/admin/v1") as api:
@@ -367,7 +396,7 @@ async def test_admin_api_refuses_without_a_valid_enabled_operator(
         await run("operator", "disable", name)
         assert (await api.get("/devices/T-NOPE-2", headers=good)).status_code == 401
     listing = await run("operator", "list")
-    assert re.search(rf"{re.escape(name)}\W+no\b", listing), listing
+    assert re.search(rf"{re.escape(name)}\W+inventory, workshop\W+no\b", listing), listing
     actions = [(r["actor"], r["action"]) for r in await store.pool.fetch(
         "SELECT actor, action FROM audit_log WHERE target = $1 ORDER BY seq", name)]
     assert actions == [(CLI_ACTOR, "operator.add"), (CLI_ACTOR, "operator.disable")]

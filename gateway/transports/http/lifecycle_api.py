@@ -1,11 +1,12 @@
 """The admin HTTP API under /admin/v1: the device lifecycle for HMC's operators and their tools.
 
-Every request needs `Authorization: Bearer <operator token>` (`gateway operator add NAME`); a
-missing, wrong or disabled token gets 401 before anything else is looked at. The operator's name
-is the actor of every audit entry the request appends. Answers are JSON: 404 for an unknown
-device, 409 with the state machine's message for an impossible transition, 422 naming the field
-for a value that cannot be accepted (the offending value is never echoed: it may be a subject
-reference). See docs/lifecycle.md.
+Every request needs `Authorization: Bearer <operator token>` (`gateway operator add NAME
+--role ROLE`); a missing, wrong or disabled token gets 401 before anything else is looked at,
+and a task the operator's roles do not allow gets 403, audited (gateway/ownership/operators.py).
+The operator's name is the actor of every audit entry the request appends. Answers are JSON:
+404 for an unknown device, 409 with the state machine's message for an impossible transition,
+413 for a body over 64 KiB, 422 naming the field for a value that cannot be accepted (the
+offending value is never echoed: it may be a subject reference). See docs/lifecycle.md.
 
 Bodies are validated here rather than by FastAPI so a validation answer never carries the input.
 The router keeps its own small connection pool, opened on the first admin request: admin work
@@ -24,14 +25,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from gateway.ownership import lifecycle, operators
 from gateway.ownership.lifecycle import (
+    Forbidden,
     InvalidRequest,
     LifecycleError,
     NewAssignment,
     TransitionRefused,
 )
-from gateway.ownership.specs import DeviceId, Refusal
+from gateway.ownership.operators import Principal, Task
+from gateway.ownership.specs import DeviceId, HeartbeatSeconds, Name, Refusal
 from gateway.settings import Settings
 from gateway.store.connector import Store
+from gateway.transports.http.body import read_limited
 from gateway.transports.http.common import bearer, json_response
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,8 +49,8 @@ class _In(BaseModel):
 class RegisterIn(_In):
     id: DeviceId
     type: str
-    model: str | None = None
-    heartbeat_interval_s: int | None = Field(None, gt=0)
+    model: Name | None = None
+    heartbeat_interval_s: HeartbeatSeconds | None = None
     hub: DeviceId | None = None
 
 
@@ -87,10 +91,17 @@ def _error(err: Refusal) -> Response:
     return json_response(err.status if isinstance(err, LifecycleError) else 400, body)
 
 
+class BodyTooLarge(LifecycleError):
+    status = 413
+
+    def __init__(self) -> None:
+        super().__init__(f"body: larger than {MAX_BODY} bytes")
+
+
 async def _body(request: Request, model: type[M], *, optional: bool = False) -> M:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise InvalidRequest("body", f"larger than {MAX_BODY} bytes")
+    raw = await read_limited(request, MAX_BODY)
+    if raw is None:
+        raise BodyTooLarge
     if optional and not raw.strip():
         raw = b"{}"
     try:
@@ -124,7 +135,9 @@ def _body_doc(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid, enabled operator token"},
+    403: {"description": "The operator's roles do not allow it (audited)"},
     404: {"description": "Unknown device"},
+    413: {"description": f"A body larger than {MAX_BODY} bytes"},
     409: {"description": "Impossible transition: the message says the state and what is possible"},
     422: {"description": "A value that cannot be accepted; `field` names it"},
 }
@@ -136,75 +149,82 @@ def lifecycle_router(settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=ERRORS)
     stores = _Stores(settings.database_url)
 
-    async def guarded(authorization: str | None,
-                      work: Callable[[Store, str], Awaitable[Response]]) -> Response:
+    async def guarded(authorization: str | None, task: Task, target: str,
+                      work: Callable[[Store, Principal], Awaitable[Response]]) -> Response:
         store = await stores.get()
         if store is None:
             return json_response(503, {"error": "no database configured"})
-        token = bearer(authorization)
-        name = await operators.authenticate(store, token)
-        if name is None:
+        who = await operators.authenticate(store, bearer(authorization))
+        if who is None:
             return json_response(401, {"error": "missing, invalid or disabled operator token"},
                          {"WWW-Authenticate": "Bearer"})
         try:
-            return await work(store, operators.actor(name))
+            who.check(task)
+            return await work(store, who)
+        except Forbidden as err:
+            await operators.refused(store, who, task, target, err)
+            return _error(err)
         except Refusal as err:
             return _error(err)
 
-    async def answer(store: Store, outcome: lifecycle.LifecycleResult,
+    async def answer(store: Store, who: Principal, outcome: lifecycle.LifecycleResult,
                      status: int = 200) -> Response:
-        return json_response(status, {**outcome.as_json(),
-                              "view": await lifecycle.show(store, outcome.device)})
+        return json_response(status, {**outcome.as_json(), "view": await lifecycle.show(
+            store, outcome.device, within=who.within)})
 
     @router.post("/devices", status_code=201, openapi_extra=_body_doc(RegisterIn),
                  summary="Register a device (in stock); its credential is in the answer, once")
     async def register(request: Request, authorization: Authorization = None) -> Response:
-        async def work(store: Store, actor: str) -> Response:
+        async def work(store: Store, who: Principal) -> Response:
             spec = await _body(request, RegisterIn)
             outcome = await lifecycle.register(store, spec.id, spec.type, spec.model,
-                                               spec.heartbeat_interval_s, spec.hub, actor=actor)
-            return await answer(store, outcome, 201)
-        return await guarded(authorization, work)
+                                               spec.heartbeat_interval_s, spec.hub,
+                                               actor=who.actor)
+            return await answer(store, who, outcome, 201)
+        return await guarded(authorization, Task.REGISTER, "-", work)
 
     @router.get("/devices/{device_id}", summary="A device: state, credential, hub, assignments")
     async def show(device_id: str, authorization: Authorization = None) -> Response:
-        async def work(store: Store, _actor: str) -> Response:
-            return json_response(200, await lifecycle.show(store, device_id))
-        return await guarded(authorization, work)
+        async def work(store: Store, who: Principal) -> Response:
+            return json_response(200, await lifecycle.show(store, device_id, within=who.within))
+        return await guarded(authorization, Task.SHOW, device_id, work)
 
     @router.post("/devices/{device_id}/assignments", status_code=201,
                  openapi_extra=_body_doc(AssignIn),
                  summary="Assign an in-stock device (a reissue after reconditioning)")
     async def assign(device_id: str, request: Request,
                      authorization: Authorization = None) -> Response:
-        async def work(store: Store, actor: str) -> Response:
+        async def work(store: Store, who: Principal) -> Response:
             spec = await _body(request, AssignIn)
             outcome = await lifecycle.assign(store, device_id, spec.assignments,
-                                             spec.valid_from, actor=actor)
-            return await answer(store, outcome, 201)
-        return await guarded(authorization, work)
+                                             spec.valid_from, actor=who.actor,
+                                             within=who.within)
+            return await answer(store, who, outcome, 201)
+        return await guarded(authorization, Task.ASSIGN, device_id, work)
 
     @router.post("/devices/{device_id}/return", openapi_extra=_body_doc(ReturnIn, False),
                  summary="Return (återlämning): every open assignment ends at `at`")
     async def return_device(device_id: str, request: Request,
                             authorization: Authorization = None) -> Response:
-        async def work(store: Store, actor: str) -> Response:
+        async def work(store: Store, who: Principal) -> Response:
             spec = await _body(request, ReturnIn, optional=True)
-            return await answer(store, await lifecycle.return_device(
-                store, device_id, spec.at, actor=actor))
-        return await guarded(authorization, work)
+            return await answer(store, who, await lifecycle.return_device(
+                store, device_id, spec.at, actor=who.actor, within=who.within))
+        return await guarded(authorization, Task.RETURN, device_id, work)
 
-    def simple(path: str, summary: str,
+    def simple(task: Task, summary: str,
                operation: Callable[..., Awaitable[lifecycle.LifecycleResult]]) -> None:
+        """An HMC-only step (no integrator has these tasks, so `within` never applies)."""
         async def endpoint(device_id: str, authorization: Authorization = None) -> Response:
-            async def work(store: Store, actor: str) -> Response:
-                return await answer(store, await operation(store, device_id, actor=actor))
-            return await guarded(authorization, work)
-        endpoint.__name__ = path
-        router.post(f"/devices/{{device_id}}/{path}", summary=summary)(endpoint)
+            async def work(store: Store, who: Principal) -> Response:
+                return await answer(store, who, await operation(store, device_id,
+                                                                actor=who.actor))
+            return await guarded(authorization, task, device_id, work)
+        endpoint.__name__ = task.value
+        router.post(f"/devices/{{device_id}}/{task.value}", summary=summary)(endpoint)
 
-    simple("recondition", "Recondition (rekonditionering): unbind everything, rotate the "
+    simple(Task.RECONDITION, "Recondition (rekonditionering): unbind everything, rotate the "
            "credential (the new one is in the answer, once)", lifecycle.recondition)
-    simple("ready", "Reconditioning done: back in stock", lifecycle.ready)
-    simple("retire", "Retire: the credential is removed; history stays", lifecycle.retire)
+    simple(Task.READY, "Reconditioning done: back in stock", lifecycle.ready)
+    simple(Task.RETIRE, "Retire: the credential is removed; history stays", lifecycle.retire)
     return router
