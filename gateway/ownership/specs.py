@@ -32,9 +32,13 @@ def printable(value: str) -> str:
     return value
 
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(printable)]
+# The rule of `printable` for the JSON schema (the validator gives the clearer message).
+_NO_CONTROL = Field(json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"})
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(printable),
+                 _NO_CONTROL]
 SubjectRef = Annotated[str, StringConstraints(min_length=1, max_length=200),
-                       AfterValidator(printable)]
+                       AfterValidator(printable), _NO_CONTROL]
+DeviceType = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")]
 # A week: longer would not be supervision; far longer does not fit an interval.
 HeartbeatSeconds = Annotated[int, Field(gt=0, le=7 * 86400)]
 
@@ -49,7 +53,7 @@ class Strict(BaseModel):
 
 class DeviceSpec(Strict):
     id: DeviceId
-    type: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")]
+    type: DeviceType
     model: Name | None = None
     token: str | None = Field(None, min_length=16, description="demo only: plain credential")
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")

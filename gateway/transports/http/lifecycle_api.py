@@ -25,6 +25,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from gateway.ownership import lifecycle, operators
 from gateway.ownership.lifecycle import (
+    TRANSITIONS,
+    Action,
     Forbidden,
     InvalidRequest,
     LifecycleError,
@@ -32,7 +34,7 @@ from gateway.ownership.lifecycle import (
     TransitionRefused,
 )
 from gateway.ownership.operators import Principal, Task
-from gateway.ownership.specs import DeviceId, HeartbeatSeconds, Name, Refusal
+from gateway.ownership.specs import DeviceId, DeviceType, HeartbeatSeconds, Name, Refusal
 from gateway.settings import Settings
 from gateway.store.connector import Store
 from gateway.transports.http.body import read_limited
@@ -47,20 +49,26 @@ class _In(BaseModel):
 
 
 class RegisterIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "SCALE-0001", "type": "scale", "heartbeat_interval_s": 86400}]})
     id: DeviceId
-    type: str
+    type: DeviceType
     model: Name | None = None
     heartbeat_interval_s: HeartbeatSeconds | None = None
     hub: DeviceId | None = None
 
 
 class AssignIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"assignments": [
+        {"huvudman": "1480", "subject_ref": "opaque-ref-from-the-kommun",
+         "legal_basis": "SoL", "kinds": ["weight"]}]}]})
     assignments: Annotated[list[NewAssignment], Field(min_length=1, max_length=10)] = Field(
         description="One per huvudman using the device's data (e.g. region HSL + kommun SoL)")
     valid_from: AwareDatetime | None = Field(None, description="Default: now")
 
 
 class ReturnIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}]})
     at: AwareDatetime | None = Field(None, description="When it was returned; default now")
 
 
@@ -128,9 +136,25 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
     return inline(schema)  # type: ignore[no-any-return]
 
 
-def _body_doc(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
-    return {"requestBody": {"required": required,
-                            "content": {"application/json": {"schema": _schema(model)}}}}
+def _operation_id(task: Task) -> str:
+    return f"{task.value}Device"
+
+
+def _doc(task: Task, body: type[BaseModel] | None = None, *,
+         required: bool = True) -> dict[str, Any]:
+    """The OpenAPI of a step: its body, and links to the steps possible after it, taking the
+    device from the answer (so a client, or schemathesis, can follow the lifecycle)."""
+    doc: dict[str, Any] = {"operationId": _operation_id(task)}
+    if body is not None:
+        doc["requestBody"] = {"required": required,
+                              "content": {"application/json": {"schema": _schema(body)}}}
+    if task is not Task.SHOW:
+        after = TRANSITIONS[Action(task.value)].target
+        doc["responses"] = {"201" if task in (Task.REGISTER, Task.ASSIGN) else "200": {"links": {
+            _operation_id(t): {"operationId": _operation_id(t),
+                               "parameters": {"device_id": "$response.body#/device"}}
+            for t in (Task.SHOW, *(Task(a.value) for a in lifecycle.possible(after)))}}}
+    return doc
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -172,7 +196,7 @@ def lifecycle_router(settings: Settings) -> APIRouter:
         return json_response(status, {**outcome.as_json(), "view": await lifecycle.show(
             store, outcome.device, within=who.within)})
 
-    @router.post("/devices", status_code=201, openapi_extra=_body_doc(RegisterIn),
+    @router.post("/devices", status_code=201, openapi_extra=_doc(Task.REGISTER, RegisterIn),
                  summary="Register a device (in stock); its credential is in the answer, once")
     async def register(request: Request, authorization: Authorization = None) -> Response:
         async def work(store: Store, who: Principal) -> Response:
@@ -183,14 +207,15 @@ def lifecycle_router(settings: Settings) -> APIRouter:
             return await answer(store, who, outcome, 201)
         return await guarded(authorization, Task.REGISTER, "-", work)
 
-    @router.get("/devices/{device_id}", summary="A device: state, credential, hub, assignments")
+    @router.get("/devices/{device_id}", openapi_extra=_doc(Task.SHOW),
+                summary="A device: state, credential, hub, assignments")
     async def show(device_id: str, authorization: Authorization = None) -> Response:
         async def work(store: Store, who: Principal) -> Response:
             return json_response(200, await lifecycle.show(store, device_id, within=who.within))
         return await guarded(authorization, Task.SHOW, device_id, work)
 
     @router.post("/devices/{device_id}/assignments", status_code=201,
-                 openapi_extra=_body_doc(AssignIn),
+                 openapi_extra=_doc(Task.ASSIGN, AssignIn),
                  summary="Assign an in-stock device (a reissue after reconditioning)")
     async def assign(device_id: str, request: Request,
                      authorization: Authorization = None) -> Response:
@@ -202,7 +227,8 @@ def lifecycle_router(settings: Settings) -> APIRouter:
             return await answer(store, who, outcome, 201)
         return await guarded(authorization, Task.ASSIGN, device_id, work)
 
-    @router.post("/devices/{device_id}/return", openapi_extra=_body_doc(ReturnIn, False),
+    @router.post("/devices/{device_id}/return",
+                 openapi_extra=_doc(Task.RETURN, ReturnIn, required=False),
                  summary="Return (återlämning): every open assignment ends at `at`")
     async def return_device(device_id: str, request: Request,
                             authorization: Authorization = None) -> Response:
@@ -221,7 +247,8 @@ def lifecycle_router(settings: Settings) -> APIRouter:
                                                                 actor=who.actor))
             return await guarded(authorization, task, device_id, work)
         endpoint.__name__ = task.value
-        router.post(f"/devices/{{device_id}}/{task.value}", summary=summary)(endpoint)
+        router.post(f"/devices/{{device_id}}/{task.value}", openapi_extra=_doc(task),
+                    summary=summary)(endpoint)
 
     simple(Task.RECONDITION, "Recondition (rekonditionering): unbind everything, rotate the "
            "credential (the new one is in the answer, once)", lifecycle.recondition)
