@@ -65,7 +65,8 @@ async def test_no_server_error_with_any_credential(
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.transports.fuzz_hooks",
            "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT, env=env)
+                                                stderr=asyncio.subprocess.STDOUT, env=env,
+                                                cwd=tmp_path)  # its caches go there
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]
