@@ -30,6 +30,9 @@ def _port_or_off(name: str, default: int) -> int:
 class Settings:
     # Unset means "start the embedded one" in `gateway demo`; `gateway serve` requires them.
     database_url: str | None = field(default_factory=lambda: os.environ.get("DATABASE_URL"))
+    # The schema's owner, for `gateway migrate` only; DATABASE_URL is a gateway_runtime member.
+    migration_database_url: str | None = field(
+        default_factory=lambda: os.environ.get("MIGRATION_DATABASE_URL"))
     mqtt_url: str | None = field(default_factory=lambda: os.environ.get("MQTT_URL"))
     # The alarm channel's connection (its own broker user: the shipped broker ties client ids
     # to users, docs/mqtt.md); unset, MQTT_URL's.

@@ -22,6 +22,7 @@ from gateway.ingest.sealing import Sealing, build_sealing
 from gateway.ownership import key_management, registration
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
+from gateway.store import privileges
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
 from simulator.arc import ScaipArc
@@ -67,7 +68,9 @@ def _local_pg_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def owner_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The schema's owner: migrations, the huvudman node's own schema, and tests that play
+    someone with more power than the gateway has."""
     name = f"gw_test_{uuid.uuid4().hex[:12]}"
     if _local_pg_answers():
         asyncio.run(_admin(LOCAL_PG, f'CREATE DATABASE "{name}"'))
@@ -80,6 +83,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         asyncio.run(migrate(service.url))
         yield service.url
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(owner_database_url: str) -> str:
+    """What the gateway, its commands and the tests' store connect as: a member of
+    gateway_runtime, as in production (docs/operations.md), so a missing grant fails here."""
+    return asyncio.run(privileges.runtime_login(owner_database_url, "gateway_test_runtime"))
 
 
 async def _admin(dsn: str, sql: str) -> None:

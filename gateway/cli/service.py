@@ -18,9 +18,10 @@ app = typer.Typer()
 
 @app.command("migrate")
 def migrate_cmd() -> None:
-    """Apply database migrations (idempotent)."""
+    """Apply database migrations (idempotent) as the schema's owner: MIGRATION_DATABASE_URL,
+    or DATABASE_URL where one role does both."""
     try:
-        done = asyncio.run(migrate(common.dsn()))
+        done = asyncio.run(migrate(Settings().migration_database_url or common.dsn()))
     except MigrationError as err:
         common.fail(str(err))
     common.console.print(f"applied: {', '.join(done)}" if done else "schema is up to date")

@@ -25,6 +25,7 @@ from gateway.observability import logs
 from gateway.ownership import key_management, registration
 from gateway.roles.ingest import Runtime, serve
 from gateway.settings import Settings
+from gateway.store import privileges
 from gateway.store.connector import Store
 from gateway.store.migrate import migrate
 
@@ -38,12 +39,13 @@ def run_demo(*, interval_s: float, http_port: int) -> None:
     logs.configure("console", logging.WARNING)
     services: list[embedded.Service] = []
     try:
-        dsn = base.database_url
+        dsn, owner = base.database_url, base.migration_database_url
+        own_postgres = not dsn
         if not dsn:
             console.print("starting embedded PostgreSQL (pgserver) …")
             pg = embedded.start_postgres(state / "pg")
             services.append(pg)
-            dsn = pg.url
+            dsn = owner = pg.url
         mqtt_url = base.mqtt_url
         if not mqtt_url:
             console.print("starting embedded MQTT broker (amqtt) …")
@@ -53,10 +55,11 @@ def run_demo(*, interval_s: float, http_port: int) -> None:
         sip_port = base.sip_port
         if "SIP_PORT" not in os.environ and sip_port and not embedded.port_free(sip_port):
             sip_port = embedded.free_port()  # 5060 is taken: the demo still runs
-        settings = dataclasses.replace(base, database_url=dsn, mqtt_url=mqtt_url,
+        settings = dataclasses.replace(base, database_url=dsn, migration_database_url=owner,
+                                       mqtt_url=mqtt_url,
                                        http_port=http_port, mqtt_client_id="gateway-demo",
                                        sip_port=sip_port)
-        asyncio.run(_main(settings, interval_s))
+        asyncio.run(_main(settings, interval_s, own_postgres=own_postgres))
     finally:
         for service in reversed(services):
             with contextlib.suppress(Exception):
@@ -64,10 +67,15 @@ def run_demo(*, interval_s: float, http_port: int) -> None:
         console.print("demo stopped")
 
 
-async def _main(settings: Settings, interval_s: float) -> None:
+async def _main(settings: Settings, interval_s: float, *, own_postgres: bool) -> None:
     assert settings.database_url and settings.mqtt_url
-    applied = await migrate(settings.database_url)
+    owner = settings.migration_database_url or settings.database_url
+    applied = await migrate(owner)
     console.print(f"schema: {', '.join(applied) if applied else 'up to date'}")
+    if own_postgres:  # ingest runs as production should: a gateway_runtime member
+        settings = dataclasses.replace(
+            settings, database_url=await privileges.runtime_login(owner, "gateway_demo"))
+    assert settings.database_url
     store = await Store.connect(settings.database_url)
     fleet_file = CONFIG / "demo" / "fleet.toml"
     config = registration.read_config(CONFIG / "huvudman.toml")
@@ -88,7 +96,8 @@ async def _main(settings: Settings, interval_s: float) -> None:
     receivers = None
     # The user's own sinks win over the demo's receivers.
     if "SINKS_FILE" not in os.environ and settings.database_url:
-        receivers = await DemoReceivers.start(settings.database_url, keys / "node",
+        # The nodes are the huvudmän's side: their schema is out of gateway_runtime's reach.
+        receivers = await DemoReceivers.start(owner, keys / "node",
                                            settings.state_dir / "demo")
         relay_public, relay_private = key_management.relay_paths(keys)
         settings = dataclasses.replace(settings, sinks_file=receivers.sinks_file,

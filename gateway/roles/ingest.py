@@ -104,6 +104,10 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, rt.stop_event.set)
     try:
+        too_powerful = (await store.privileges.standing()).too_powerful()
+        if too_powerful:  # it works, but a compromise of this process would reach further
+            log.warning("database_role_too_powerful", reason=too_powerful,
+                        see="docs/operations.md, Database roles")
         await store.events.ensure_partitions()
         await rt.registry.reload(store)
         arcs = read_arcs(settings.sinks_file) if settings.delivery_enabled else {}

@@ -26,6 +26,7 @@ from gateway.store.keys import KeyQueries
 from gateway.store.lifecycle import LifecycleQueries
 from gateway.store.operators import OperatorQueries
 from gateway.store.outbox import OutboxQueries
+from gateway.store.privileges import PrivilegeQueries
 from gateway.store.registration import RegistrationQueries
 from gateway.store.registry import RegistryQueries
 from gateway.store.statements import Executor, open_pool
@@ -50,6 +51,7 @@ class Areas:
         self.supervision = SupervisionQueries(db)
         self.alarms = AlarmQueries(db)
         self.arc = ArcQueries(db)
+        self.privileges = PrivilegeQueries(db)
 
 
 class Transaction(Areas):

@@ -64,7 +64,14 @@ async def migrate(dsn: str, *, folder: Traversable | None = None,
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         try:
-            await conn.execute(_BOOTSTRAP.format(table=table))
+            try:
+                await conn.execute(_BOOTSTRAP.format(table=table))
+            except asyncpg.InsufficientPrivilegeError:
+                who = await conn.fetchval("SELECT current_user")
+                raise MigrationError(
+                    f"database role {who} may not change the schema: migrate as the schema's "
+                    "owner (MIGRATION_DATABASE_URL; docs/operations.md, Database roles)"
+                ) from None
             applied = {r["version"]: r["sha256"]
                        for r in await conn.fetch(f"SELECT version, sha256 FROM {table}")}  # noqa: S608
             done = []
@@ -76,7 +83,12 @@ async def migrate(dsn: str, *, folder: Traversable | None = None,
                             "applied; add a new migration instead")
                     continue
                 async with conn.transaction():
-                    await conn.execute(m.sql)
+                    try:
+                        await conn.execute(m.sql)
+                    except asyncpg.PostgresError as err:  # e.g. may not create a role
+                        hint = f" ({err.hint})" if getattr(err, "hint", None) else ""
+                        raise MigrationError(f"migration {m.version:04d}_{m.name}: "
+                                             f"{err}{hint}") from err
                     await conn.execute(
                         f"INSERT INTO {table} (version, name, sha256) VALUES ($1,$2,$3)",  # noqa: S608
                         m.version, m.name, m.sha256)

@@ -33,7 +33,12 @@ def run(database_url: str, keys: Keys, monkeypatch: pytest.MonkeyPatch):  # type
     return invoke
 
 
-def test_migrate_twice(run) -> None:  # type: ignore[no-untyped-def]
+def test_migrate_as_the_owner_and_only_as_the_owner(  # type: ignore[no-untyped-def]
+        run, owner_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = run("migrate", ok=False)  # DATABASE_URL: the gateway's runtime role
+    assert "database role gateway_test_runtime may not change the schema: migrate as the " \
+        "schema's owner (MIGRATION_DATABASE_URL" in refused
+    monkeypatch.setenv("MIGRATION_DATABASE_URL", owner_database_url)
     assert "schema is up to date" in run("migrate")
 
 

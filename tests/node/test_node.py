@@ -38,10 +38,10 @@ BASE = datetime(2026, 11, 12, 7, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-async def node(database_url: str, keys: Keys, node_endpoint: NodeEndpoint,
+async def node(owner_database_url: str, keys: Keys, node_endpoint: NodeEndpoint,
                gateway: RunningGateway) -> AsyncIterator[RunningNode]:
     config = load_config(huvudman=CODE, private_keys=[keys.node / f"{CODE}.private.pem"],
-                         secret_file=node_endpoint.secret_file, database_url=database_url,
+                         secret_file=node_endpoint.secret_file, database_url=owner_database_url,
                          listen=f"127.0.0.1:{node_endpoint.port}")
     running = await start_node(config)
     yield running

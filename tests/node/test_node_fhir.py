@@ -59,13 +59,13 @@ def fresh(fhir: FhirServer) -> FhirServer:
 
 
 @pytest.fixture
-def node_config(keys: Keys, node_endpoint: NodeEndpoint, database_url: str,
+def node_config(keys: Keys, node_endpoint: NodeEndpoint, owner_database_url: str,
                 fhir: FhirServer) -> NodeConfig:
     forwarding = dataclasses.replace(load_fhir_config(url=fhir.url, timeout_s=0.5),
                                      poll_s=0.05, backoff_base_s=0.05, backoff_cap_s=0.3,
                                      metrics_every_s=0.0)
     return load_config(huvudman=CODE, private_keys=[keys.node / f"{CODE}.private.pem"],
-                       secret_file=node_endpoint.secret_file, database_url=database_url,
+                       secret_file=node_endpoint.secret_file, database_url=owner_database_url,
                        listen=f"127.0.0.1:{node_endpoint.port}", fhir=forwarding)
 
 

@@ -22,19 +22,19 @@ def _row(device: str, measured_at: datetime, event_id: uuid.UUID | None = None) 
                     "weight", 188736, "native", ("converted_unit",), measured_at, False)
 
 
-async def test_migrate_is_idempotent_and_concurrent_safe(database_url: str) -> None:
-    results = await asyncio.gather(migrate(database_url), migrate(database_url))
+async def test_migrate_is_idempotent_and_concurrent_safe(owner_database_url: str) -> None:
+    results = await asyncio.gather(migrate(owner_database_url), migrate(owner_database_url))
     assert results == [[], []]
 
 
-async def test_a_changed_migration_is_refused(database_url: str,
+async def test_a_changed_migration_is_refused(owner_database_url: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     real = migrate_module.available()
     edited = [Migration(m.version, m.name, m.sql + "\n-- edited") if m.version == 1 else m
               for m in real]
     monkeypatch.setattr(migrate_module, "available", lambda: edited)
     with pytest.raises(MigrationError, match="changed after it was applied"):
-        await migrate(database_url)
+        await migrate(owner_database_url)
 
 
 async def test_batch_write_dedupes_and_queues_only_new_events(store: Store) -> None:
