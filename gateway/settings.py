@@ -86,6 +86,10 @@ class Settings:
     # How long an HTTP request waits for its commit before answering 503 (the client retries).
     http_commit_timeout_s: float = field(
         default_factory=lambda: _float("HTTP_COMMIT_TIMEOUT_S", 10.0))
+    # How long a stop (SIGTERM) may take to commit and acknowledge what it holds; past it the
+    # rest is left unacknowledged, for the broker and the devices to send again (exit 1).
+    shutdown_timeout_s: float = field(
+        default_factory=lambda: _float("SHUTDOWN_TIMEOUT_S", 20.0))
     state_dir: Path = field(
         default_factory=lambda: Path(os.environ.get("GATEWAY_STATE_DIR", ".state")))
     log_format: str = field(default_factory=lambda: os.environ.get("LOG_FORMAT", "json"))

@@ -46,25 +46,43 @@ def _render(folder: Path, port: int, cert: Path, key: Path, passwd: Path) -> str
     return f"{text}\n{user}log_dest file {folder}/mosquitto.log\n"
 
 
+class ShippedBrokerProcess:
+    """The shipped broker in `folder` on a free loopback port, knowing `users` (name:
+    password); stopped and started again on the same port with the same persistent store."""
+
+    def __init__(self, folder: Path, users: Mapping[str, str]) -> None:
+        binary = embedded.mosquitto_binary()
+        assert binary is not None
+        self.binary = binary
+        folder.mkdir(parents=True, exist_ok=True)
+        ca, cert, key = tls_files(folder, "test broker CA")
+        passwd = folder / "passwd"
+        for n, (name, password) in enumerate(users.items()):
+            subprocess.run(["mosquitto_passwd", *(["-c"] if n == 0 else []), "-b", str(passwd),
+                            name, password], check=True, capture_output=True)
+        self.broker = ShippedBroker(embedded.free_port(), ca)
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(_render(folder, self.broker.port, cert, key, passwd))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ShippedBroker:
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        embedded.wait_for_port(self.broker.port)
+        return self.broker
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM): Mosquitto writes its persistent store first."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 @contextmanager
 def shipped_broker(folder: Path, users: Mapping[str, str]) -> Iterator[ShippedBroker]:
     """The shipped broker on a free loopback port, knowing `users` (name: password)."""
-    binary = embedded.mosquitto_binary()
-    assert binary is not None
-    folder.mkdir(parents=True, exist_ok=True)
-    ca, cert, key = tls_files(folder, "test broker CA")
-    passwd = folder / "passwd"
-    for n, (name, password) in enumerate(users.items()):
-        subprocess.run(["mosquitto_passwd", *(["-c"] if n == 0 else []), "-b", str(passwd),
-                        name, password], check=True, capture_output=True)
-    port = embedded.free_port()
-    conf = folder / "mosquitto.conf"
-    conf.write_text(_render(folder, port, cert, key, passwd))
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    process = ShippedBrokerProcess(folder, users)
     try:
-        embedded.wait_for_port(port)
-        yield ShippedBroker(port, ca)
+        yield process.start()
     finally:
-        proc.terminate()
-        proc.wait(5)
+        process.stop()

@@ -51,6 +51,11 @@ class PipelineFailed(RuntimeError):
     starts it again; the broker and the devices resend what was not acknowledged."""
 
 
+class StopIncomplete(PipelineFailed):
+    """A stop could not commit everything within SHUTDOWN_TIMEOUT_S (the database away): what
+    was left is unacknowledged, never half committed, and is sent again."""
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -198,6 +203,7 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         await rt.stop_event.wait()
 
         log.info("ingest_stopping", pending_events=rt.pipeline.pending)
+        stop_by = loop.time() + settings.shutdown_timeout_s
         server.should_exit = True
         await http_task
         if rt.sip is not None:
@@ -207,8 +213,19 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             with contextlib.suppress(asyncio.CancelledError):
                 await supervision
         rt.pipeline.stop()
+        cut_short = 0
         with contextlib.suppress(Exception):  # a failed pipeline is raised below, once stopped
-            await pipeline_task  # everything received is committed and acknowledged
+            # Everything received is committed and acknowledged, unless that takes too long:
+            # then the commit in flight is abandoned whole (its transaction rolls back, or it
+            # committed and the resend is absorbed) and nothing more is acknowledged.
+            done, _ = await asyncio.wait({pipeline_task},
+                                         timeout=max(0.0, stop_by - loop.time()))
+            if not done:
+                cut_short = rt.pipeline.pending
+                log.warning("stop_deadline_passed", timeout_s=settings.shutdown_timeout_s,
+                            unacknowledged_events=cut_short)
+                pipeline_task.cancel()
+                await asyncio.gather(pipeline_task, return_exceptions=True)
         if rt.supervisor is not None:
             with contextlib.suppress(Exception):  # logged; the next start re-learns last-seen
                 await rt.supervisor.flush()
@@ -225,7 +242,10 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         with contextlib.suppress(asyncio.CancelledError):
             await maintenance
         log.info("ingest_stopped")
-        if not pipeline_task.cancelled() and pipeline_task.exception() is not None:
+        if pipeline_task.cancelled():
+            raise StopIncomplete(f"stopped after {settings.shutdown_timeout_s:g} s with "
+                                 f"{cut_short} events unacknowledged, to be sent again")
+        if pipeline_task.exception() is not None:
             raise PipelineFailed("the commit loop failed; see pipeline_failed in the log")
     finally:
         if delivery_store is not None:

@@ -27,6 +27,7 @@ from gateway.store.lifecycle import LifecycleQueries
 from gateway.store.operators import OperatorQueries
 from gateway.store.outbox import OutboxQueries
 from gateway.store.privileges import PrivilegeQueries
+from gateway.store.reconciliation import ReconciliationQueries
 from gateway.store.registration import RegistrationQueries
 from gateway.store.registry import RegistryQueries
 from gateway.store.statements import Executor, open_pool
@@ -52,6 +53,7 @@ class Areas:
         self.alarms = AlarmQueries(db)
         self.arc = ArcQueries(db)
         self.privileges = PrivilegeQueries(db)
+        self.reconciliation = ReconciliationQueries(db)
 
 
 class Transaction(Areas):

@@ -4,10 +4,6 @@ reading and before committing it; after a restart the reading is stored exactly 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,55 +15,10 @@ import pytest
 from adapters import native
 from gateway.demo import embedded
 from gateway.store.connector import Store
-from tests.paths import ROOT
+from tests.processes import IngestProcess
 from tests.support import FakeDevice, Keys, MqttProbe, register_device, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class IngestProcess:
-    """`gateway serve` as a separate process, as in production."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = embedded.free_port()
-        self.env = os.environ | env | {"HTTP_PORT": str(self.port), "LOG_FORMAT": "json",
-                                       "SIP_PORT": "off"}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, **overrides: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"],
-                                     env=self.env | overrides, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, "gateway serve exited during start-up"
-            time.sleep(0.1)
-        raise TimeoutError("gateway serve never became ready")
-
-    def metric(self, name: str, transport: str) -> float:
-        for line in httpx.get(f"{self.url}/metrics", timeout=2).text.splitlines():
-            if line.startswith(f'{name}{{transport="{transport}"}}'):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
 
 
 @pytest.fixture
