@@ -14,9 +14,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 
 from gateway.store.connector import Store
+from gateway.tls import client_context
 from simulator.receivers import RecordingReceiver
 from simulator.reconcile import Ledger, Reconciliation, reconcile
 from simulator.steady_load import Broker, Device, SteadyLoad
@@ -46,6 +49,21 @@ class FaultBench:
 
     async def kill_gateway(self) -> None:
         await asyncio.to_thread(self.gateway.kill)
+
+    def take_over(self) -> None:
+        """What an attacker holding a device's credential tries: the gateway's client ids, a
+        clean session. The shipped broker ties client ids to users (issue 11, point 1)."""
+        device = self.devices[0]
+        for client_id in GATEWAY_USERS:
+            attacker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   clean_session=True, protocol=mqtt.MQTTv311)
+            attacker.username_pw_set(device.id, device.token)
+            attacker.tls_set_context(client_context(self.broker.broker.ca_file))
+            attacker.connect("127.0.0.1", self.broker.broker.port)
+            attacker.loop_start()
+            time.sleep(0.5)
+            attacker.disconnect()
+            attacker.loop_stop()
 
     def delivered(self) -> set[uuid.UUID]:
         return set(self.receiver.endpoints[OWNER].stored)

@@ -2,8 +2,9 @@
 from MQTT and HTTP devices, does something bad to it, and ends with the reconciliation of what
 the devices sent against what was stored and delivered: lost = 0, duplicates = 0.
 
-Not in `make test` (they take minutes); FAULT_RECEIVER_DOWN_S (default 300) sets how long the
-receiver is away, FAULT_KILLS (default 10) how many SIGKILLs."""
+Not in `make test` (they take minutes): FAULT_KILLS (default 10) sets how many SIGKILLs,
+FAULT_RECEIVER_DOWN_S (default 300) how long the receiver is away, FAULT_DATABASE_AWAY_S
+(default 60) how long PostgreSQL refuses connections."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.store.connector import Store
+from tests.databases import PrivateDatabase
 from tests.faults.bench import OWNER, fault_bench
 from tests.support import Keys
 
@@ -23,6 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 KILLS = int(os.environ.get("FAULT_KILLS", "10"))
 RECEIVER_DOWN_S = float(os.environ.get("FAULT_RECEIVER_DOWN_S", "300"))
+DATABASE_AWAY_S = float(os.environ.get("FAULT_DATABASE_AWAY_S", "60"))
 # Batches that take a moment to fill, so a kill often lands between receipt and commit.
 SLOW_BATCHES = {"BATCH_MAX_WAIT_S": "0.2"}
 
@@ -72,4 +76,106 @@ async def test_a_receiver_away_for_minutes_gets_everything_once_back(
         result = await bench.settle(f"receiver down {RECEIVER_DOWN_S:g} s")
         assert result.delivered > before
         assert max(bench.receiver.endpoints[OWNER].accepted.values()) >= 1
+    assert result.ok, result.line()
+
+
+@pytest.fixture
+async def private_database(tmp_path: Path, keys: Keys) -> AsyncIterator[PrivateDatabase]:
+    db = PrivateDatabase(tmp_path / "pg")
+    await asyncio.to_thread(db.start)
+    await db.prepare(keys)
+    yield db
+    await asyncio.to_thread(db.stop)
+
+
+async def test_database_connections_cut_postgresql_restarted_and_away(
+        tmp_path: Path, keys: Keys, private_database: PrivateDatabase) -> None:
+    db = private_database
+    store = await Store.connect(db.url, application_name="fault-observer")
+    try:
+        async with fault_bench(tmp_path, store, db.runtime_url, keys, **SLOW_BATCHES) as bench:
+            for _ in range(20):  # connections cut under load
+                await asyncio.sleep(0.3)
+                await db.terminate_gateway_connections()
+            await asyncio.sleep(1)
+            await asyncio.to_thread(db.stop)  # PostgreSQL restarted
+            await asyncio.sleep(1)
+            await asyncio.to_thread(db.start)
+            await asyncio.sleep(2)
+            await asyncio.to_thread(db.stop)  # and away for a while
+            await asyncio.sleep(DATABASE_AWAY_S)
+            await asyncio.to_thread(db.start)
+            await store.close()
+            bench.store = store = await Store.connect(db.url, application_name="fault-observer")
+            await asyncio.sleep(2)
+            result = await bench.settle(f"database cut ×20, restarted, away {DATABASE_AWAY_S:g} s")
+        assert result.ok, result.line()
+    finally:
+        await store.close()
+
+
+async def test_sigterm_while_the_database_is_away_stops_in_time_and_loses_nothing(
+        tmp_path: Path, keys: Keys, private_database: PrivateDatabase) -> None:
+    db = private_database
+    stop_s = 5.0
+    store = await Store.connect(db.url, application_name="fault-observer")
+    try:
+        async with fault_bench(tmp_path, store, db.runtime_url, keys,
+                               SHUTDOWN_TIMEOUT_S=str(stop_s)) as bench:
+            await asyncio.sleep(2)
+            await asyncio.to_thread(db.stop)
+            await asyncio.sleep(2)  # readings arrive that cannot be committed
+            t0 = time.monotonic()
+            code = await asyncio.to_thread(bench.gateway.terminate, stop_s + 20)
+            took = time.monotonic() - t0
+            assert code == 1, "a stop that could not commit everything says so"
+            assert took < stop_s + 12, f"the stop took {took:.1f} s"  # + the HTTP commit wait
+            await asyncio.to_thread(db.start)
+            await store.close()
+            bench.store = store = await Store.connect(db.url, application_name="fault-observer")
+            await bench.start_gateway()
+            await asyncio.sleep(2)
+            result = await bench.settle("SIGTERM with the database away")
+        assert result.ok, result.line()
+        log = (tmp_path / "gateway.log").read_text()
+        assert "stop_deadline_passed" in log
+    finally:
+        await store.close()
+
+
+async def test_broker_restarted_with_the_shipped_configuration(
+        tmp_path: Path, store: Store, database_url: str, keys: Keys) -> None:
+    """Once while everything runs, once with the gateway away: what the broker acknowledged to
+    devices for the gateway's persistent session is on disk and survives the restart."""
+    async with fault_bench(tmp_path, store, database_url, keys) as bench:
+        await asyncio.sleep(2)
+        await asyncio.to_thread(bench.broker.stop)
+        await asyncio.sleep(2)  # devices keep what they cannot send
+        await asyncio.to_thread(bench.broker.start)
+        await asyncio.sleep(3)
+        await bench.kill_gateway()
+        await asyncio.sleep(3)  # the broker queues for the gateway's session
+        await asyncio.to_thread(bench.broker.stop)
+        await asyncio.to_thread(bench.broker.start)
+        await asyncio.sleep(2)
+        await bench.start_gateway()
+        await asyncio.sleep(2)
+        result = await bench.settle("broker restarted ×2 (once with the gateway away)")
+    assert result.ok, result.line()
+
+
+async def test_a_device_trying_to_take_the_gateways_session(
+        tmp_path: Path, store: Store, database_url: str, keys: Keys) -> None:
+    """With a device's credential, connect as the gateway's client ids with a clean session,
+    while the gateway runs and while it is away with a backlog queued in its session."""
+    async with fault_bench(tmp_path, store, database_url, keys) as bench:
+        await asyncio.sleep(2)
+        await asyncio.to_thread(bench.take_over)
+        await asyncio.sleep(2)
+        await bench.kill_gateway()
+        await asyncio.sleep(3)
+        await asyncio.to_thread(bench.take_over)
+        await bench.start_gateway()
+        await asyncio.sleep(2)
+        result = await bench.settle("client-id takeover attempts")
     assert result.ok, result.line()

@@ -24,11 +24,10 @@ import pytest
 
 from adapters import native
 from gateway.demo import embedded
-from gateway.ownership import erasure, key_management, lifecycle, registration
+from gateway.ownership import erasure, lifecycle
 from gateway.ownership.keyring import pseudonymizer
 from gateway.store.connector import Store
-from gateway.store.migrate import migrate
-from tests.paths import ROOT
+from tests.databases import PrivateDatabase
 from tests.support import (
     FakeDevice,
     Keys,
@@ -42,40 +41,11 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 
-@dataclasses.dataclass
-class PrivateDatabase:
-    """A PostgreSQL of the test's own, to stop and start."""
-
-    folder: Path
-    service: embedded.Service | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.service is not None
-        return self.service.url
-
-    def start(self) -> None:
-        self.service = embedded.start_postgres(self.folder)
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
-            self.service = None
-
-
 @pytest.fixture
 async def database(tmp_path: Path, keys: Keys) -> AsyncIterator[PrivateDatabase]:
     db = PrivateDatabase(tmp_path / "pg")
     await asyncio.to_thread(db.start)
-    await migrate(db.url)
-    store = await Store.connect(db.url)
-    try:
-        config = registration.read_config(ROOT / "config" / "huvudman.toml")
-        await registration.apply_config(store, config)
-        await key_management.provision(store, keys.node.parent,
-                                       [h.code for h in config.huvudman])
-    finally:
-        await store.close()
+    await db.prepare(keys)
     yield db
     await asyncio.to_thread(db.stop)
 
@@ -87,7 +57,7 @@ async def faulty(database: PrivateDatabase, gateway: RunningGateway,
     store = await Store.connect(database.url, application_name="test-observer")
     device = await register_device(store)
     settings = dataclasses.replace(
-        gateway.settings, database_url=database.url, http_port=embedded.free_port(),
+        gateway.settings, database_url=database.runtime_url, http_port=embedded.free_port(),
         sip_port=0, mqtt_client_id=f"gw-faults-{uuid.uuid4().hex[:8]}",
         supervision_enabled=False)
     async with running_gateway(settings) as running:
@@ -150,16 +120,6 @@ async def _ready(running: RunningGateway) -> dict[str, bool]:
     return checks
 
 
-async def _terminate_gateway_connections(database: PrivateDatabase) -> int:
-    conn = await asyncpg.connect(database.url)
-    try:
-        return len(await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name LIKE 'gateway%' AND pid <> pg_backend_pid()"))
-    finally:
-        await conn.close()
-
-
 async def test_connections_terminated_again_and_again_under_load(
         database: PrivateDatabase, faulty: tuple[RunningGateway, FakeDevice, Store],
         broker: embedded.Service, needs_redelivering_broker: None) -> None:
@@ -169,7 +129,7 @@ async def test_connections_terminated_again_and_again_under_load(
     cut = 0
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
-        cut += await _terminate_gateway_connections(database)
+        cut += await database.terminate_gateway_connections()
         await asyncio.sleep(0.15)
     await asyncio.to_thread(publisher.join)
     assert cut > 20 and publisher.acknowledged == 1500
@@ -257,7 +217,7 @@ async def test_a_retired_credential_stops_working_at_once_after_the_connections_
     running, device, store = faulty
     at = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
     assert (await _post(running, device, at)).status_code == 200
-    assert await _terminate_gateway_connections(database) > 0  # its LISTEN among them
+    assert await database.terminate_gateway_connections() > 0  # its LISTEN among them
     await lifecycle.retire(store, device.id)
 
     async def refused() -> bool:
@@ -285,7 +245,7 @@ async def test_an_erasure_is_honoured_after_the_connections_were_cut(
     at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     first = (await _post(running, assigned, at)).json()["accepted"][0]
     destroyed = await _copy_key(store, first)
-    assert await _terminate_gateway_connections(database) > 0
+    assert await database.terminate_gateway_connections() > 0
     settings = dataclasses.replace(running.settings, pseudonym_secret_file=keys.pseudonym_secret)
     plan = await erasure.erase_subject(store, pseudonymizer(settings), "14", SUBJECT,
                                        dry_run=False)
