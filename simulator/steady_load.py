@@ -6,7 +6,8 @@
 - over HTTP the same message is posted again, with a growing pause, until it gets a 200.
 
 Every reading has its own measured time (a second apart per device), so the ledger can find
-it in the database whatever event id the gateway gave it.
+it in the database whatever event id the gateway gave it. An alarm device sends one button
+alarm per message instead, on the alarm topic over MQTT.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Device:
     id: str
     token: str
     transport: str  # "mqtt" or "http"
+    kind: str = "weight"  # or "alarm": each message one button alarm
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,10 @@ class SteadyLoad:
 
     def _mqtt_round(self, device: Device) -> None:
         message, body = self._message(device)
+        channel = "alarm" if device.kind == "alarm" else "up"
         with self._lock:  # on_publish waits for the mid to be filed
             info = self._clients[device.id].publish(
-                f"devices/{device.id}/up/native", body, qos=1)
+                f"devices/{device.id}/{channel}/native", body, qos=1)
             self._pending[(device.id, info.mid)] = message
 
     # --- HTTP ---------------------------------------------------------------------------
@@ -131,6 +134,12 @@ class SteadyLoad:
     # --- both -----------------------------------------------------------------------------
 
     def _message(self, device: Device) -> tuple[Message, bytes]:
+        if device.kind == "alarm":
+            (t,) = self._clocks[device.id].take(1)
+            body = native.encode_message([], alarms=[
+                {"type": "button", "priority": 9, "time": t.isoformat()}])
+            return self.ledger.sent(device.id, device.transport,
+                                    [key(device.id, "alarm", t)]), body
         times = self._clocks[device.id].take(self.per_message)
         body = native.encode_message([
             native.encode_reading("weight", t, value=60.0 + (t.second % 30) / 10, unit="kg")

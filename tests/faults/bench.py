@@ -20,6 +20,7 @@ from rich.console import Console
 
 from gateway.store.connector import Store
 from gateway.tls import client_context
+from simulator.arc import ScaipArc
 from simulator.receivers import RecordingReceiver
 from simulator.reconcile import Ledger, Reconciliation, reconcile
 from simulator.steady_load import Broker, Device, SteadyLoad
@@ -28,6 +29,7 @@ from tests.processes import IngestProcess
 from tests.support import Keys, register_device, write_sinks
 
 OWNER = "1440"  # a delivery test huvudman: its webhook is the bench's receiver
+ARC_RECEIVER = "fault-arc"  # the alarm route of the bench's alarm devices
 GATEWAY_USERS = {"gateway-ingest": f"fault-up-{uuid.uuid4().hex}",
                  "gateway-ingest-alarm": f"fault-alarm-{uuid.uuid4().hex}"}
 console = Console(width=120)
@@ -82,27 +84,36 @@ class FaultBench:
         return result
 
 
-async def _fleet(store: Store, mqtt_devices: int, http_devices: int) -> list[Device]:
+async def _fleet(store: Store, mqtt_devices: int, http_devices: int,
+                 alarm_devices: int) -> list[Device]:
     devices = []
     for n in range(mqtt_devices + http_devices):
         fake = await register_device(store, assignments=[{
             "huvudman": OWNER, "subject_ref": f"test-fault-19121212-{n}", "legal_basis": "SoL",
             "kinds": ["weight"], "valid_from": "2026-01-01T00:00:00+00:00"}])
         devices.append(Device(fake.id, fake.token, "mqtt" if n < mqtt_devices else "http"))
+    for n in range(alarm_devices):  # alternately MQTT (the alarm channel) and HTTP
+        fake = await register_device(store, device_type="gps_alarm", assignments=[{
+            "huvudman": OWNER, "subject_ref": f"test-fault-alarm-19121212-{n}",
+            "legal_basis": "SoL", "kinds": ["alarm"], "alarm_route": ARC_RECEIVER,
+            "valid_from": "2026-01-01T00:00:00+00:00"}])
+        devices.append(Device(fake.id, fake.token, "mqtt" if n % 2 == 0 else "http", "alarm"))
     return devices
 
 
 @asynccontextmanager
 async def fault_bench(folder: Path, store: Store, database_url: str, keys: Keys, *,
-                      mqtt_devices: int = 4, http_devices: int = 2, interval_s: float = 0.1,
+                      mqtt_devices: int = 4, http_devices: int = 2, alarm_devices: int = 0,
+                      arcs: tuple[ScaipArc, ScaipArc] | None = None, interval_s: float = 0.1,
                       **env: str) -> AsyncIterator[FaultBench]:
-    devices = await _fleet(store, mqtt_devices, http_devices)
+    """`alarm_devices` raise alarms routed to `arcs` (primary, secondary)."""
+    devices = await _fleet(store, mqtt_devices, http_devices, alarm_devices)
     broker = ShippedBrokerProcess(folder / "broker",
                                   GATEWAY_USERS | {d.id: d.token for d in devices})
     shipped = await asyncio.to_thread(broker.start)
     receiver = RecordingReceiver()
     await receiver.start()
-    sinks = write_sinks(receiver, folder)
+    sinks = write_sinks(receiver, folder, arcs={ARC_RECEIVER: arcs} if arcs else None)
     gateway = IngestProcess({
         "DATABASE_URL": database_url,
         "MQTT_URL": shipped.url("gateway-ingest", GATEWAY_USERS["gateway-ingest"]),
@@ -110,6 +121,8 @@ async def fault_bench(folder: Path, store: Store, database_url: str, keys: Keys,
                                       GATEWAY_USERS["gateway-ingest-alarm"]),
         "MQTT_CA_FILE": str(shipped.ca_file), "SINKS_FILE": str(sinks),
         "DELIVERY_BACKOFF_BASE_S": "0.05", "DELIVERY_BREAKER_OPEN_S": "1.0",
+        "ALARM_RELAY_PUBLIC_KEY_FILE": str(keys.relay_public),
+        "ALARM_RELAY_PRIVATE_KEY_FILE": str(keys.relay_private),
         **keys.env(), **env}, log=folder / "gateway.log")
     ledger = Ledger()
     load = SteadyLoad(ledger, devices, broker=Broker("127.0.0.1", shipped.port, shipped.ca_file),

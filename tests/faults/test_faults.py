@@ -12,15 +12,18 @@ import asyncio
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from gateway.delivery.scaip_alarm import ref_for
 from gateway.store.connector import Store
+from simulator.arc import ScaipArc
 from tests.databases import PrivateDatabase
-from tests.faults.bench import OWNER, fault_bench
-from tests.support import Keys
+from tests.faults.bench import ARC_RECEIVER, OWNER, fault_bench
+from tests.support import Keys, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -179,3 +182,48 @@ async def test_a_device_trying_to_take_the_gateways_session(
         await asyncio.sleep(2)
         result = await bench.settle("client-id takeover attempts")
     assert result.ok, result.line()
+
+
+async def test_a_silent_alarm_centre(tmp_path: Path, store: Store, database_url: str,
+                                     keys: Keys) -> None:
+    """The primary alarm centre takes the SIP hop and never answers the alarm: every alarm
+    reaches the secondary within the answer timeout, is recorded as escalated, and is done."""
+    primary, secondary = ScaipArc(hbi=1, tcp=False), ScaipArc(hbi=1, tcp=False)
+    await primary.start()
+    await secondary.start()
+    primary.mode = "silent"
+    try:
+        async with fault_bench(tmp_path, store, database_url, keys, mqtt_devices=2,
+                               http_devices=1, alarm_devices=4, arcs=(primary, secondary),
+                               interval_s=0.5) as bench:
+            await asyncio.sleep(20)
+            result = await bench.settle("primary alarm centre silent")
+            alarms = {k for k in bench.ledger.readings() if k[1] == "alarm"}
+            events = {(e.device_id, e.kind, e.measured_at): e.event_id
+                      for e in await store.reconciliation.events_of(bench.ledger.devices)}
+            arc = {d.event_id: d.state for d in
+                   await store.reconciliation.deliveries_of(bench.ledger.devices)
+                   if d.target == "arc"}
+
+            async def all_done() -> bool:
+                nonlocal arc
+                arc = {d.event_id: d.state for d in
+                       await store.reconciliation.deliveries_of(bench.ledger.devices)
+                       if d.target == "arc"}
+                return bool(arc) and set(arc.values()) == {"done"}
+
+            await wait_until(all_done, timeout=30)
+        assert result.ok, result.line()
+        alarm_ids = {events[k] for k in alarms if k in events}
+        assert len(alarm_ids) == len(alarms) > 20
+        assert set(arc) == alarm_ids and set(arc.values()) == {"done"}, Counter(arc.values())
+        refs = {ref_for(e, ARC_RECEIVER) for e in alarm_ids}
+        assert refs <= {r.ref for r in secondary.received}, "an alarm never reached the secondary"
+        escalated = [e for e in alarm_ids
+                     if "arc_escalated" in {i.reason for i in await store.alarms.incidents(e)}]
+        assert len(escalated) == len(alarm_ids)
+        print(f"alarms: {len(alarm_ids)} raised, {len(arc)} forwarded, all done at the "
+              f"secondary, {len(escalated)} escalations recorded")
+    finally:
+        await primary.stop()
+        await secondary.stop()
