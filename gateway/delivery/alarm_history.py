@@ -51,8 +51,11 @@ async def history(store: Store, event_id: uuid.UUID) -> History | None:
                               f"{why}; next attempt"))
     for a in await store.alarms.arc_attempts(event_id):
         snu = f" (snu {a.snu})" if a.snu is not None else ""
-        steps.append(Step(a.at, f"sent to alarm centre {a.receiver} ({a.arc}): "
-                                f"{a.outcome.replace('_', ' ')}{snu}"))
+        centre = f"alarm centre {a.receiver} ({a.arc})"
+        if a.sent_at is not None:  # the alarm is relayed while it is committed: either first
+            when = "after" if a.after_commit else "before"
+            steps.append(Step(a.sent_at, f"sent to {centre}, {when} the alarm was committed"))
+        steps.append(Step(a.at, f"answer from {centre}: {a.outcome.replace('_', ' ')}{snu}"))
     for i in await store.alarms.incidents(event_id):
         steps.append(Step(i.created_at, f"incident raised: {i.reason}"))
         if i.resolved_at:

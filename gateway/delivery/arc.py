@@ -4,11 +4,18 @@ Every alarm whose route names an ARC (an `[[arc]]` entry of config/sinks.toml) i
 delivery row `target = 'arc'` and one more sealed copy, to the alarm relay's key
 (`hmc-alarm-relay`). This module sends it:
 
-- **Fast path.** Right after the alarm's commit the pipeline hands over what it just committed
-  (`committed()`); the alarm is still in memory, so it goes to the ARC at once, without a
-  database round trip and without opening anything. The row was stored leased
-  (`next_attempt_at` ahead) and the lease is extended while the alarm is being handled, so no
-  other instance takes it meanwhile.
+- **Fast path, while committing.** As soon as an alarm is routed and sealed, before its commit
+  starts, the pipeline hands it over (`prepared()`); it is still in memory, so it goes to the
+  ARC at once, without a database round trip and without opening anything, while the commit
+  runs. A person who has fallen waits for the alarm centre, not for the WAL flush. The device
+  is still acknowledged only after the commit. The SCAIP `ref` is derived from the event and
+  the centre (`ref_for`), so when the commit fails, or the process dies before it, the device's
+  resend is the same alarm to the centre, never a second one. Until the commit is heard of
+  (`committed()`), what the centres answer is kept in memory and written afterwards, in order,
+  with the times it happened and whether it came before or after the commit; a commit that
+  fails leaves the alarm relayed and escalated all the same, and its history is written when
+  the device's resend is stored. The row is stored leased (`next_attempt_at` ahead) and the
+  lease is extended while the alarm is being handled, so no other instance takes it meanwhile.
 - **Recovery.** A row whose lease ran out (the instance handling it stopped or crashed) is
   claimed (`FOR UPDATE SKIP LOCKED`) by an instance holding the relay's *private* key, which
   opens the relay copy (audited, `alarm_relay.open`) and handles it the same way.
@@ -48,7 +55,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import msgspec
@@ -68,7 +75,7 @@ from gateway.ownership import audit
 from gateway.store.arc import ArcClaim, ArcQueries
 from gateway.store.connector import Store
 from gateway.store.errors import DB_ERRORS
-from gateway.store.events import DeliveryRow
+from gateway.store.events import BatchRows, DeliveryRow
 
 log = get_logger("arc")
 # One write of the background writer: a statement of the ARC area.
@@ -81,6 +88,10 @@ HEARTBEAT_RETRY_S = 30.0
 DEFAULT_HEARTBEAT_MIN = 10
 CANCEL_WINDOW_S = 30 * 60.0  # SS 91100 §5: a unit polls a held alarm for at most 30 min
 CANCELLED = "alarm_cancelled"
+# An alarm relayed but never committed (its device never sent it again): its history is
+# forgotten after this long, with an error in the log.
+UNCOMMITTED_HISTORY_S = 6 * 3600.0
+_Key = tuple[uuid.UUID, str]  # (event id, receiver)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +100,15 @@ class ArcJob:
     receiver: str
     alarm: Alarm
     with_position: bool
+
+
+@dataclass(slots=True)
+class _Uncommitted:
+    """An alarm relayed before its commit was heard of: its history, held back until then
+    (the rows it refers to do not exist yet)."""
+
+    since: float  # time.monotonic()
+    writes: list[tuple[str, _Write]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +136,7 @@ class ArcForwarder:
         self._poll_s = poll_s
         self._heartbeats = heartbeats
         self._rng = rng or random.Random()
-        self._jobs: dict[tuple[uuid.UUID, str], asyncio.Task[None]] = {}
+        self._jobs: dict[_Key, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._writer_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -125,7 +145,10 @@ class ArcForwarder:
         # By device: accepted alarms it may cancel; cancels for alarms still being sent.
         self._accepted: dict[str, list[_Accepted]] = {}
         self._cancels: dict[str, DeviceEvent] = {}
-        self._sending: dict[tuple[uuid.UUID, str], ArcJob] = {}
+        self._sending: dict[_Key, ArcJob] = {}
+        self._uncommitted: dict[_Key, _Uncommitted] = {}
+        # Accepted by a centre, until the cancel window ends: a resend is not relayed again.
+        self._relayed: dict[_Key, float] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         # Per (receiver, "primary" | "secondary"): answering heartbeats, and at what interval.
         self.up: dict[tuple[str, str], bool] = {}
@@ -169,15 +192,26 @@ class ArcForwarder:
 
     # --- fast path ----------------------------------------------------------------------------
 
+    def prepared(self, rows: BatchRows, events: Sequence[Event]) -> None:
+        """Routed and sealed, about to be committed: its alarms leave for their alarm centres
+        now, while the commit runs (resends included: the same ref, unless accepted already)."""
+        for job in jobs_from(rows.deliveries, events, None):
+            self.forward(job, committed=False)
+
     stage: ClassVar[Stage] = Stage.RELAY
 
     def committed(self, batch: CommittedBatch) -> None:
-        """Right after a commit, before anything else hears of it: its new alarms leave for
-        their alarm centres, and a device's cancellation follows its alarm."""
+        """Right after a commit, before anything else hears of it: the history of its alarms
+        can be written now; new alarms not relayed yet (a pipeline without `prepared`) leave
+        now; and a device's cancellation follows its alarm."""
+        arcs = [d for d in batch.rows.deliveries if d.target == "arc" and d.receiver is not None]
+        for d in arcs:
+            self._now_committed((d.event_id, d.receiver or ""))
         if not batch.new_ids:
             return
-        for job in jobs_from(batch.rows.deliveries, batch.events, batch.new_ids):
-            self.forward(job)
+        if arcs:
+            for job in jobs_from(arcs, batch.events, batch.new_ids):
+                self.forward(job)
         if self._accepted or self._jobs:  # else no cancel can concern us: no pass over bulk
             for event in batch.events:
                 if isinstance(event, DeviceEvent) and event.event_type == CANCELLED and \
@@ -210,19 +244,27 @@ class ArcForwarder:
         if spec is None:
             return
         ref = ref_for(job.event_id, job.receiver)
+        sent_at = datetime.now(UTC)
+        after_commit = (job.event_id, job.receiver) not in self._uncommitted
         answer = await self.client.request(
             accepted.address, cancel_mrq(job.alarm, receiver=job.receiver, gateway_cid=spec.cid),
             ref, timeout_s=spec.answer_timeout_s)
         outcome, snu = _outcome(answer)
         log.info("arc_cancellation_relayed", event_id=str(job.event_id), receiver=job.receiver,
                  arc=accepted.which, outcome=outcome)
-        self._record(job, accepted.which, f"cancellation_{outcome}", snu)
+        self._record(job, accepted.which, f"cancellation_{outcome}", snu, sent_at, after_commit)
 
-    def forward(self, job: ArcJob) -> None:
-        """Start sending `job` (a committed alarm) unless it is being sent already."""
+    def forward(self, job: ArcJob, *, committed: bool = True, again: bool = False) -> None:
+        """Start sending `job` unless it is being sent already, or was accepted within the
+        cancel window (`again`: all the same; its lease ran out before the settlement was
+        written). `committed`: its rows are stored, else its history waits for the commit."""
         key = (job.event_id, job.receiver)
         if not self._accepting or key in self._jobs or job.receiver not in self._specs:
             return
+        if key in self._relayed and not again:
+            return
+        if not committed and key not in self._uncommitted:
+            self._uncommitted[key] = _Uncommitted(time.monotonic(), [])
         task = asyncio.create_task(self._handle(job), name=f"arc-{job.event_id}")
         self._jobs[key] = task
         self._sending[key] = job
@@ -261,10 +303,12 @@ class ArcForwarder:
         sent = 0
         while True:
             sent += 1
+            sent_at = datetime.now(UTC)
+            after_commit = (job.event_id, job.receiver) not in self._uncommitted
             answer = await self.client.request(address, mrq, ref, timeout_s=spec.answer_timeout_s)
             outcome, snu = _outcome(answer)
             metrics.ARC_ANSWERS.labels(job.receiver, which, outcome).inc()
-            self._record(job, which, outcome, snu)
+            self._record(job, which, outcome, snu, sent_at, after_commit)
             if outcome == "accepted":
                 return True, sent
             if outcome == "hold":
@@ -280,8 +324,11 @@ class ArcForwarder:
 
     def _finish(self, job: ArcJob, which: str, address: ArcAddress, sent: int) -> None:
         metrics.ARC_ACCEPTED.labels(job.receiver, which).inc()
-        self._later("done", lambda q: q.done(job.event_id, job.receiver, sent))
+        at = datetime.now(UTC)
+        key = (job.event_id, job.receiver)
+        self._later(key, "done", lambda q: q.done(job.event_id, job.receiver, sent, at))
         accepted = _Accepted(job, which, address, time.monotonic() + CANCEL_WINDOW_S)
+        self._relayed[key] = accepted.until
         device = job.alarm.device_id
         cancel = self._cancels.get(device)
         if cancel is not None and job.alarm.measured_at <= cancel.measured_at:
@@ -291,18 +338,32 @@ class ArcForwarder:
         self._accepted[device] = [a for a in self._accepted.get(device, []) if a.until > now]
         self._accepted[device].append(accepted)
 
-    def _record(self, job: ArcJob, which: str, outcome: str, snu: int | None) -> None:
-        self._later("attempt", lambda q: q.add_attempt(job.event_id, job.receiver, which, outcome,
-                                                        snu))
+    def _record(self, job: ArcJob, which: str, outcome: str, snu: int | None,
+                sent_at: datetime, after_commit: bool) -> None:
+        at = datetime.now(UTC)
+        self._later((job.event_id, job.receiver), "attempt", lambda q: q.add_attempt(
+            job.event_id, job.receiver, which, outcome, snu, sent_at, at, after_commit))
 
     def _incident(self, job: ArcJob, reason: str) -> None:
-        self._later("incident", lambda q: q.add_incident(job.event_id, job.alarm.device_id,
-                                                          reason))
+        at = datetime.now(UTC)
+        self._later((job.event_id, job.receiver), "incident", lambda q: q.add_incident(
+            job.event_id, job.alarm.device_id, reason, at))
 
-    def _later(self, what: str, write: _Write) -> None:
+    def _later(self, key: _Key | None, what: str, write: _Write) -> None:
         """History, incidents and settlement go through one writer task, in order: a database
-        that is away must never hold up the next send or an escalation."""
-        self._writes.put_nowait((what, write))
+        that is away must never hold up the next send or an escalation. Those of an alarm not
+        yet committed wait for its commit."""
+        uncommitted = self._uncommitted.get(key) if key is not None else None
+        if uncommitted is not None:
+            uncommitted.writes.append((what, write))
+        else:
+            self._writes.put_nowait((what, write))
+
+    def _now_committed(self, key: _Key) -> None:
+        uncommitted = self._uncommitted.pop(key, None)
+        if uncommitted is not None:
+            for what, write in uncommitted.writes:
+                self._writes.put_nowait((what, write))
 
     async def _writer(self) -> None:
         while True:
@@ -341,8 +402,15 @@ class ArcForwarder:
                 log.warning("arc_lease_failed", error=type(err).__name__)
 
     def _forget_old_alarms(self) -> None:
-        """Past CANCEL_WINDOW_S an alarm can no longer be cancelled: let it go."""
+        """Past CANCEL_WINDOW_S an alarm can no longer be cancelled: let it go. The history
+        of an alarm relayed but never committed goes after UNCOMMITTED_HISTORY_S."""
         now = time.monotonic()
+        for key in [k for k, t in self._relayed.items() if t <= now]:
+            del self._relayed[key]
+        for key in [k for k, u in self._uncommitted.items()
+                    if k not in self._jobs and now - u.since > UNCOMMITTED_HISTORY_S]:
+            del self._uncommitted[key]
+            log.error("arc_history_never_committed", event_id=str(key[0]), receiver=key[1])
         for device in list(self._accepted):
             left = [a for a in self._accepted[device] if a.until > now]
             if left:
@@ -369,13 +437,13 @@ class ArcForwarder:
         for row in rows:
             job = self._open(row)
             if job is None:
-                self._later("dead", _dead(row.id, "relay copy cannot be opened"))
+                self._later(None, "dead", _dead(row.id, "relay copy cannot be opened"))
                 continue
             async with self._store.transaction() as tx:
                 await audit.record(tx, "alarm_relay.open", str(row.event_id),
                                    receiver=row.receiver)
             log.info("arc_recovered", event_id=str(row.event_id), receiver=row.receiver)
-            self.forward(job)
+            self.forward(job, again=True)
         return len(rows)
 
     def _open(self, row: ArcClaim) -> ArcJob | None:
@@ -449,13 +517,13 @@ def _outcome(answer: Answer) -> tuple[str, int | None]:
 
 
 def jobs_from(deliveries: Sequence[DeliveryRow], events: Sequence[Event],
-              new_ids: frozenset[uuid.UUID]) -> list[ArcJob]:
-    """The ARC jobs of a committed batch (only events that were new: a resend was forwarded
-    when it was first stored)."""
+              new_ids: frozenset[uuid.UUID] | None) -> list[ArcJob]:
+    """The ARC jobs of a batch (of `new_ids` only, when given)."""
     arcs = [d for d in deliveries if d.target == "arc" and d.receiver is not None]
     if not arcs:  # every bulk batch: no second pass over its events
         return []
-    alarms = {e.event_id: e for e in events if isinstance(e, Alarm) and e.event_id in new_ids}
+    alarms = {e.event_id: e for e in events
+              if isinstance(e, Alarm) and (new_ids is None or e.event_id in new_ids)}
     return [ArcJob(d.event_id, d.receiver, alarms[d.event_id], d.with_position)
             for d in arcs if d.receiver is not None and d.event_id in alarms]
 

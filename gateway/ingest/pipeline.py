@@ -16,7 +16,9 @@ by themselves under load (submissions pile up while a commit runs), which is wha
 durability from ~2.5k to tens of thousands of rows per second (docs/performance.md).
 
 Submissions holding an alarm go through a separate lane with its own commit loop, flushed at
-once, so an alarm never waits behind a large telemetry batch.
+once, so an alarm never waits behind a large telemetry batch. Once a batch is routed and sealed,
+and before its commit starts, the `PreparedListener`s hear of it: the alarm relay sends its
+alarms to their alarm centres then, while the commit runs (the devices' acks still wait for it).
 
 After each commit the listeners hear of it (`CommitListener`), in the order of their `Stage`,
 and only then are the devices acknowledged: the alarm relay first (a person who has fallen must
@@ -75,6 +77,13 @@ class CommitListener(Protocol):
     def committed(self, batch: CommittedBatch) -> None: ...
 
 
+class PreparedListener(Protocol):
+    """Hears of a batch once it is routed and sealed, before its commit starts (and again if
+    it is sealed again): it must be quick and must not assume the commit will succeed."""
+
+    def prepared(self, rows: BatchRows, events: Sequence[Event]) -> None: ...
+
+
 class Preparer(CommitListener, Protocol):
     """Turns a batch of events into rows to store (routing and encryption:
     gateway.ingest.sealing), and hears of their commit."""
@@ -129,6 +138,7 @@ class Pipeline:
         self._store = store
         self._preparer = preparer
         self._listeners: list[CommitListener] = [preparer]
+        self._before_commit: list[PreparedListener] = []
         self._bulk = _Lane("bulk", max_events, max_wait_s)
         self._alarm = _Lane("alarm", max_events, 0.0)
         self._stopping = False
@@ -163,6 +173,10 @@ class Pipeline:
         """Tell `listener` of every commit from now on, in its stage's turn."""
         self._listeners.append(listener)
         self._listeners.sort(key=lambda each: each.stage)  # stable: same stage, added order
+
+    def before_commit(self, listener: PreparedListener) -> None:
+        """Tell `listener` of every batch routed and sealed, before its commit."""
+        self._before_commit.append(listener)
 
     @property
     def pending(self) -> int:
@@ -234,6 +248,10 @@ class Pipeline:
                 unique.setdefault(event.event_id, event)
         while True:
             prepared, unpreparable = await self._prepare(lane, list(unique.values()))
+            if self._before_commit:
+                self._tell_prepared(prepared, list(unique.values()))
+                if lane is self._alarm:
+                    await asyncio.sleep(0)  # the relay's first sends go out before the commit
             try:
                 result, rows, unstorable = await self._write_isolating(lane, prepared)
                 break
@@ -265,6 +283,13 @@ class Pipeline:
                 sub.on_done(SubmissionResult(tuple(new), tuple(dup)))
             except Exception:  # a transport's callback must not stop the commit loop
                 log.exception("ack_callback_failed", lane=lane.name)
+
+    def _tell_prepared(self, rows: BatchRows, events: Sequence[Event]) -> None:
+        for listener in self._before_commit:
+            try:
+                listener.prepared(rows, events)
+            except Exception:  # the batch must still be committed
+                log.exception("prepared_listener_failed", listener=type(listener).__name__)
 
     def _tell(self, batch: CommittedBatch) -> None:
         for listener in self._listeners:

@@ -146,6 +146,8 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         if settings.supervision_enabled:  # docs/supervision.md; its alarms go to the pipeline
             rt.supervisor = Supervisor(store, rt.registry, settings, sink=rt.pipeline)
             await rt.supervisor.load()
+        if rt.arc is not None:  # alarms leave for their centres while they are committed
+            rt.pipeline.before_commit(rt.arc)
         for hears_commits in (rt.arc, rt.dispatcher, rt.supervisor):
             if hears_commits is not None:  # each in its stage's turn (ingest.pipeline.Stage)
                 rt.pipeline.listen(hears_commits)

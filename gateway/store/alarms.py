@@ -41,7 +41,9 @@ class ArcAttempt:
     arc: str
     outcome: str
     snu: int | None
-    at: datetime
+    at: datetime  # the answer, or the end of waiting for one
+    sent_at: datetime | None  # the request (None: recorded before migration 0016)
+    after_commit: bool | None  # whether the alarm's commit was confirmed when it was sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,8 @@ class AlarmQueries(Queries, area="alarms"):
                 for r in await self._fetch("deliveries", event_id)]
 
     async def arc_attempts(self, event_id: uuid.UUID) -> list[ArcAttempt]:
-        return [ArcAttempt(r["receiver"], r["arc"], r["outcome"], r["snu"], r["at"])
+        return [ArcAttempt(r["receiver"], r["arc"], r["outcome"], r["snu"], r["at"],
+                           r["sent_at"], r["after_commit"])
                 for r in await self._fetch("arc_attempts", event_id)]
 
     async def incidents(self, event_id: uuid.UUID) -> list[AlarmIncident]:

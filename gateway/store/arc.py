@@ -37,16 +37,20 @@ class ArcQueries(Queries, area="arc"):
         """The alarms this instance still handles (pairwise event id, receiver) stay its own."""
         await self._execute("extend_lease", event_ids, receivers, lease)
 
-    async def done(self, event_id: uuid.UUID, receiver: str, requests: int) -> None:
-        """A centre accepted the alarm after `requests` requests."""
-        await self._execute("done", event_id, receiver, requests)
+    async def done(self, event_id: uuid.UUID, receiver: str, requests: int,
+                   at: datetime) -> None:
+        """A centre accepted the alarm at `at`, after `requests` requests."""
+        await self._execute("done", event_id, receiver, requests, at)
 
     async def dead(self, delivery_id: int, reason: str) -> None:
         await self._execute("dead", delivery_id, reason)
 
     async def add_attempt(self, event_id: uuid.UUID, receiver: str, arc: str, outcome: str,
-                          snu: int | None) -> None:
-        await self._execute("add_attempt", event_id, receiver, arc, outcome, snu)
+                          snu: int | None, sent_at: datetime, at: datetime,
+                          after_commit: bool) -> None:
+        await self._execute("add_attempt", event_id, receiver, arc, outcome, snu, sent_at, at,
+                            after_commit)
 
-    async def add_incident(self, event_id: uuid.UUID, device_id: str, reason: str) -> None:
-        await self._execute("add_incident", event_id, device_id, reason)
+    async def add_incident(self, event_id: uuid.UUID, device_id: str, reason: str,
+                           at: datetime) -> None:
+        await self._execute("add_incident", event_id, device_id, reason, at)

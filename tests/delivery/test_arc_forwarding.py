@@ -134,7 +134,7 @@ async def test_an_alarm_reaches_the_primary_arc_and_is_done(
     history = await alarm_history.history(store, event_id)
     assert history is not None
     texts = [s.what for s in history.steps]
-    assert "sent to alarm centre test-arc-ok (primary): accepted (snu 0)" in texts
+    assert "answer from alarm centre test-arc-ok (primary): accepted (snu 0)" in texts
     assert any(t.startswith("delivered to alarm centre test-arc-ok") for t in texts)
 
 
@@ -201,8 +201,8 @@ async def test_busy_goes_to_the_secondary_at_once_and_raises_an_incident(
     history = await alarm_history.history(store, event_id)
     assert history is not None
     texts = [s.what for s in history.steps]
-    assert "sent to alarm centre test-arc-busy (primary): busy (snu 6)" in texts
-    assert "sent to alarm centre test-arc-busy (secondary): accepted (snu 0)" in texts
+    assert "answer from alarm centre test-arc-busy (primary): busy (snu 6)" in texts
+    assert "answer from alarm centre test-arc-busy (secondary): accepted (snu 0)" in texts
     assert "incident raised: arc_escalated" in texts
 
 

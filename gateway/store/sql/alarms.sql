@@ -11,7 +11,7 @@ SELECT id, huvudman, receiver, lane, target, state, attempts, created_at, finish
 FROM delivery WHERE event_id = $1 ORDER BY id;
 
 -- name: arc_attempts
-SELECT receiver, arc, outcome, snu, at FROM arc_attempt WHERE event_id = $1 ORDER BY id;
+SELECT receiver, arc, outcome, snu, at, sent_at, after_commit FROM arc_attempt WHERE event_id = $1 ORDER BY id;
 
 -- name: incidents
 SELECT reason, created_at, resolved_at FROM incident WHERE event_id = $1 ORDER BY id;

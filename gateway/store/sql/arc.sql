@@ -31,8 +31,8 @@ WHERE d.target = 'arc' AND d.state = 'pending' AND d.event_id = t.event_id
   AND d.receiver = t.receiver;
 
 -- name: done
--- An alarm centre accepted the alarm ($3 requests were sent on the way).
-UPDATE delivery SET state = 'done', finished_at = now(), last_error = NULL,
+-- An alarm centre accepted the alarm at $4 ($3 requests were sent on the way).
+UPDATE delivery SET state = 'done', finished_at = $4, last_error = NULL,
                     attempts = attempts + $3
 WHERE target = 'arc' AND event_id = $1 AND receiver = $2 AND state = 'pending';
 
@@ -41,8 +41,11 @@ UPDATE delivery SET state = 'dead', finished_at = now(), last_error = $2
 WHERE id = $1 AND state = 'pending';
 
 -- name: add_attempt
-INSERT INTO arc_attempt (event_id, receiver, arc, outcome, snu) VALUES ($1, $2, $3, $4, $5);
+-- A request sent at $6 ($8: the alarm's commit was confirmed by then) and its answer (or its
+-- absence) at $7.
+INSERT INTO arc_attempt (event_id, receiver, arc, outcome, snu, sent_at, at, after_commit)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
 
 -- name: add_incident
-INSERT INTO incident (event_id, device_id, reason) VALUES ($1, $2, $3)
+INSERT INTO incident (event_id, device_id, reason, created_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT DO NOTHING;
