@@ -119,8 +119,10 @@ async def reconcile(ledger: Ledger, store: Store,
         by_key.setdefault(key(e.device_id, e.kind, e.measured_at), set()).add(e.event_id)
     stored = {k for k in acked if k in by_key}
     duplicates = sum(len(ids) - 1 for k, ids in by_key.items() if k in sent)
+    # Only the deliveries of what the ledger sent: the devices may have sent more before it.
+    sent_ids = {i for k in sent if k in by_key for i in by_key[k]}
     states = Counter(d.state for d in await store.reconciliation.deliveries_of(ledger.devices)
-                     if d.target == "owner")
+                     if d.target == "owner" and d.event_id in sent_ids)
     if delivered is None:
         got, undelivered = len(stored), 0
     else:

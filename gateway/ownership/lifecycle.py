@@ -272,6 +272,20 @@ async def _lock(tx: Transaction, device_id: str, action: Action) -> LockedDevice
     return device
 
 
+async def _check_assignable_by(tx: Transaction, device_id: str, at: datetime,
+                               huvudman: str) -> None:
+    """Locks the device. An integrator may lend a device from stock, or add to one lent under
+    its own huvudman; any other device is out of its scope, told the same way as one that does
+    not exist (its state and existence are another huvudman's business)."""
+    device = await tx.lifecycle.lock_device(device_id)
+    if device is None:
+        raise OutOfScope(device_id, huvudman)
+    if State(device.state) not in TRANSITIONS[Action.ASSIGN].sources:
+        owners = {a.huvudman for a in await tx.lifecycle.open_assignments(device_id, at)}
+        if huvudman not in owners:
+            raise OutOfScope(device_id, huvudman)
+
+
 async def _check_within(tx: Transaction, device_id: str, at: datetime, huvudman: str) -> None:
     """Locks the device, then refuses unless all of its assignments open at `at` are
     `huvudman`'s (and there is one)."""
@@ -396,6 +410,8 @@ async def assign(store: Store, device_id: str, assignments: Sequence[NewAssignme
     if start.tzinfo is None:
         raise InvalidRequest("valid_from", "needs a time zone")
     async with store.transaction() as tx:
+        if within is not None:
+            await _check_assignable_by(tx, device_id, start, within)
         device = await _lock(tx, device_id, Action.ASSIGN)
         reissue = await tx.lifecycle.last_assignment_end(device_id) is not None
         await _check_start(tx, device, start)
@@ -495,14 +511,19 @@ async def retire(store: Store, device_id: str, *, actor: str | None = None) -> L
 
 async def show(store: Store, device_id: str, *, within: str | None = None) -> dict[str, Any]:
     """A device as an operator sees it: state, credential yes/no, hub, assignments (ids,
-    huvudman, basis, kinds, from/to). No subject reference. `within`: only a device that has
-    (or had) an assignment of this huvudman, with only that huvudman's assignments."""
+    huvudman, basis, kinds, from/to). No subject reference. `within`: only a device lent under
+    this huvudman now, or last lent under it (returned, not yet lent to anyone else), with
+    only that huvudman's assignments: once it is reissued, its state is the next owner's."""
     d = await store.lifecycle.device(device_id)
     assignments = await store.registration.assignments(device_id)
     if within is not None:
-        assignments = [a for a in assignments if a.huvudman == within]
-        if not assignments:
+        now = datetime.now(UTC)
+        latest = max(assignments, key=lambda a: a.valid_from, default=None)
+        current = any(a.huvudman == within and a.valid_from <= now and
+                      (a.valid_to is None or a.valid_to > now) for a in assignments)
+        if not current and (latest is None or latest.huvudman != within):
             raise OutOfScope(device_id, within)
+        assignments = [a for a in assignments if a.huvudman == within]
     if d is None:
         raise DeviceNotFound(device_id)
     state = State(d.state)

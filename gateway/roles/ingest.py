@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import uvicorn
 
@@ -41,6 +42,8 @@ from gateway.transports.sip_listener import SipListener
 log = get_logger("runtime")
 
 MAINTENANCE_INTERVAL_S = 3600
+# After SHUTDOWN_TIMEOUT_S, at most this long for tidying up (history, sinks, connections).
+TIDY_UP_S = 8.0
 # Commits failing this long make the instance not ready (shorter blips do not flap it).
 STALL_LIMIT_S = 2.0
 LISTENED = ("registry_changed", "keys_erased")
@@ -207,9 +210,11 @@ async def serve(settings: Settings, *, install_signals: bool = True,
         log.info("ingest_stopping", pending_events=rt.pipeline.pending)
         stop_by = loop.time() + settings.shutdown_timeout_s
         server.should_exit = True
-        await http_task
-        if rt.sip is not None:
-            await rt.sip.stop()  # answers what it received: the pipeline still commits
+        # Requests and SIP transactions waiting for their commit get the time that is left;
+        # past it they are cut (unanswered: the device sends again).
+        await _within(http_task, stop_by, "http")
+        if rt.sip is not None:  # answers what it received: the pipeline still commits
+            await _within(asyncio.ensure_future(rt.sip.stop()), stop_by, "sip")
         if supervision is not None:  # before the pipeline stops: its alarms are committed
             supervision.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -228,16 +233,20 @@ async def serve(settings: Settings, *, install_signals: bool = True,
                             unacknowledged_events=cut_short)
                 pipeline_task.cancel()
                 await asyncio.gather(pipeline_task, return_exceptions=True)
-        if rt.supervisor is not None:
-            with contextlib.suppress(Exception):  # logged; the next start re-learns last-seen
-                await rt.supervisor.flush()
-        for client in (rt.mqtt, rt.mqtt_alarm):
-            if client is not None:
-                await asyncio.to_thread(client.stop)
-        if rt.dispatcher is not None:
-            await rt.dispatcher.stop()
-        if rt.arc is not None:
-            await rt.arc.stop()
+        try:  # the rest is tidying up: bounded, whatever the database does meanwhile
+            async with asyncio.timeout_at(max(stop_by, loop.time()) + TIDY_UP_S):
+                if rt.supervisor is not None:
+                    with contextlib.suppress(Exception):  # logged; next start re-learns it
+                        await rt.supervisor.flush()
+                for client in (rt.mqtt, rt.mqtt_alarm):
+                    if client is not None:
+                        await asyncio.to_thread(client.stop)
+                if rt.dispatcher is not None:
+                    await rt.dispatcher.stop()
+                if rt.arc is not None:
+                    await rt.arc.stop()
+        except TimeoutError:
+            log.warning("stop_tidy_up_cut", timeout_s=TIDY_UP_S)
         listen_stop.set()
         maintenance.cancel()
         await asyncio.gather(listener, erasure_listener, return_exceptions=True)
@@ -251,10 +260,25 @@ async def serve(settings: Settings, *, install_signals: bool = True,
             raise PipelineFailed("the commit loop failed; see pipeline_failed in the log")
     finally:
         if delivery_store is not None:
-            await delivery_store.close()
+            await delivery_store.close(timeout_s=2.0)
         if arc_store is not None:
-            await arc_store.close()
-        await store.close()
+            await arc_store.close(timeout_s=2.0)
+        await store.close(timeout_s=2.0)
+
+
+async def _within(task: asyncio.Future[Any], deadline: float, what: str) -> None:
+    """Wait for `task` until `deadline` (loop time), then cancel it."""
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - asyncio.get_running_loop()
+                                                     .time()))
+    if not done:
+        log.warning("stop_deadline_passed", waiting_for=what)
+        task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:  # the stop goes on: what was received is still committed
+        log.exception("stop_step_failed", step=what)
 
 
 class _Server(uvicorn.Server):

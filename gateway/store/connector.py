@@ -73,8 +73,13 @@ class Store(Areas):
         return cls(await open_pool(dsn, min_size=min_size, max_size=max_size,
                                    application_name=application_name))
 
-    async def close(self) -> None:
-        await self._pool.close()
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Close gracefully, or cut the connections after `timeout_s` (a database that went
+        silent must not hold a stopping process)."""
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout_s)
+        except TimeoutError:
+            self._pool.terminate()
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -132,7 +132,8 @@ async def test_sigterm_while_the_database_is_away_stops_in_time_and_loses_nothin
             code = await asyncio.to_thread(bench.gateway.terminate, stop_s + 20)
             took = time.monotonic() - t0
             assert code == 1, "a stop that could not commit everything says so"
-            assert took < stop_s + 12, f"the stop took {took:.1f} s"  # + the HTTP commit wait
+            # The deadline holds the HTTP commit wait too; then at most the tidying up.
+            assert took < stop_s + 10, f"the stop took {took:.1f} s"
             await asyncio.to_thread(db.start)
             await store.close()
             bench.store = store = await Store.connect(db.url, application_name="fault-observer")

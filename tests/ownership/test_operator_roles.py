@@ -122,6 +122,12 @@ async def test_an_integrator_acts_only_within_its_huvudmans_assignments(
     answer = await boras.post(f"/devices/{other}/return")
     assert answer.status_code == 403
     assert answer.json()["error"] == f"device {other} has no assignment of huvudman 1490"
+    # Nor does assigning tell them apart (not "already assigned" for the other's device).
+    for dev in (other, "T-NO-SUCH-DEVICE"):
+        answer = await boras.post(f"/devices/{dev}/assignments",
+                                  json={"assignments": [_assignment("1490")]})
+        assert answer.status_code == 403
+        assert answer.json()["error"] == f"device {dev} has no assignment of huvudman 1490"
 
     # It assigns only to itself.
     answer = await boras.post(f"/devices/{stock}/assignments", json={"assignments": [
@@ -162,12 +168,22 @@ async def test_an_integrator_acts_only_within_its_huvudmans_assignments(
         assert (await boras.post(f"/devices/{other}/{step}")).status_code == 403
     assert (await admin.get(f"/devices/{other}")).json()["state"] == "assigned"
 
+    # Once HMC has lent it to another huvudman, the device is that one's business.
+    for step in ("recondition", "ready"):
+        assert (await admin.post(f"/devices/{own}/{step}")).status_code == 200
+    assert (await admin.post(f"/devices/{own}/assignments",
+                             json={"assignments": [_assignment("1480")]})).status_code == 201
+    answer = await boras.get(f"/devices/{own}")
+    assert answer.status_code == 403
+    assert answer.json()["error"] == f"device {own} has no assignment of huvudman 1490"
+
     tasks = [(e["target"], e["task"]) for e in await _refusals(store, name)]
     assert tasks == [
         (other, "show"), (stock, "show"), ("T-NO-SUCH-DEVICE", "show"), (other, "return"),
-        (stock, "assign"), (shared, "return"), (own, "recondition"), (own, "retire"),
+        (other, "assign"), ("T-NO-SUCH-DEVICE", "assign"), (stock, "assign"),
+        (shared, "return"), (own, "recondition"), (own, "retire"),
         (own, "ready"), ("-", "register"), (other, "return"), (other, "recondition"),
-        (other, "retire")]
+        (other, "retire"), (own, "show")]
     assert (await audit.verify(store)).intact
 
 

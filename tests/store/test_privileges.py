@@ -96,6 +96,14 @@ async def test_the_grants_are_exactly_the_matrix(owner_database_url: str) -> Non
     ("DROP TABLE event_default", asyncpg.InsufficientPrivilegeError),
     ("ALTER TABLE event DETACH PARTITION event_default", asyncpg.InsufficientPrivilegeError),
     ("SELECT drop_event_partition('audit_log')", asyncpg.InvalidParameterValueError),
+    # Retention's drop may not reach what was stored recently, nor its creation run wild.
+    ("SELECT drop_event_partition('event_' || to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))",
+     asyncpg.InvalidParameterValueError),
+    ("SELECT drop_event_partition('event_copy_' || "
+     "to_char(now() AT TIME ZONE 'UTC' - interval '1 month', 'YYYY_MM'))",
+     asyncpg.InvalidParameterValueError),
+    ("SELECT drop_event_partition('event_2999_01')", asyncpg.InvalidParameterValueError),
+    ("SELECT ensure_event_partitions(0, 100000)", asyncpg.InvalidParameterValueError),
     # Nothing new in the schema, no trigger on its tables, no taking them over.
     ("CREATE TABLE public.smuggled (x int)", asyncpg.InsufficientPrivilegeError),
     ("CREATE FUNCTION public.smuggled() RETURNS int LANGUAGE sql AS 'SELECT 1'",
