@@ -234,7 +234,8 @@ class NodeEndpoint:
 # Alarm centres of the test gateway (tests/delivery/test_arc_forwarding.py): each receiver name
 # gets a simulated primary and secondary ARC (simulator/arc.py), with short timings.
 ARC_TEST_RECEIVERS = ("test-arc-ok", "test-arc-hold", "test-arc-busy", "test-arc-silent",
-                      "test-arc-recover", "test-arc-scaip", "test-arc-cancel")
+                      "test-arc-recover", "test-arc-scaip", "test-arc-cancel", "test-arc-slowdb",
+                      "test-arc-dbaway", "test-arc-sipslow")
 ARC_TEST_TIMING = {"answer_timeout_s": 1.0, "accept_within_s": 3.0,
                    "hold_resend_s": (0.2, 0.4), "retry_s": 0.5}
 

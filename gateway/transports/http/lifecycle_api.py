@@ -50,7 +50,7 @@ class _In(BaseModel):
 
 class RegisterIn(_In):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"id": "SCALE-0001", "type": "scale", "heartbeat_interval_s": 86400}]})
+        {"id": "SCALE-10417", "type": "scale", "heartbeat_interval_s": 86400}]})
     id: DeviceId
     type: DeviceType
     model: Name | None = None
