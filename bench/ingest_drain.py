@@ -218,6 +218,27 @@ async def _prepare_database(devices: list[str], keys: Path, *,
                        "ALARM_RELAY_PRIVATE_KEY_FILE": str(relay_private)}
 
 
+async def _wal_lsn(dsn: str) -> int:
+    """Where the cluster's WAL is now, in bytes (the whole cluster: run nothing beside)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+    finally:
+        await conn.close()
+
+
+async def _copy_sizes(dsn: str) -> dict[str, float]:
+    """Mean bytes of a huvudman's stored weight copy: the envelope, and the whole row."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT avg(octet_length(envelope)) AS envelope, avg(pg_column_size(c.*)) AS row "
+            "FROM event_copy c WHERE recipient = '14'")
+        return {"envelope": float(row["envelope"]), "row": float(row["row"])}
+    finally:
+        await conn.close()
+
+
 async def _count_and_drop(dsn: str, name: str | None) -> int:
     conn = await asyncpg.connect(dsn)
     stored = int(await conn.fetchval("SELECT count(*) FROM event"))
@@ -243,9 +264,12 @@ def run(count: int, devices: int, window: int) -> dict[str, Any]:
         _create_session(host, int(port), "bench-floor", topic)
         publish_rate = publish_backlog(host, int(port), device_ids, count, window)
         floor = drain_floor(host, int(port), "bench-floor", count)
+        wal_before = asyncio.run(_wal_lsn(dsn))
         gateway = drain_gateway(dsn, broker.url, "bench-ingest", count, key_env)
+        wal_bytes = asyncio.run(_wal_lsn(dsn)) - wal_before
     finally:
         broker.stop()
+    sizes = asyncio.run(_copy_sizes(dsn))
     stored = asyncio.run(_count_and_drop(dsn, dbname))
     assert stored == count, f"{stored} rows stored for {count} readings"
     return {
@@ -261,6 +285,10 @@ def run(count: int, devices: int, window: int) -> dict[str, Any]:
         "mean_batch_events": round(gateway["mean_batch_events"], 1),
         "mean_commit_ms": round(gateway["mean_commit_ms"], 2),
         "rows_stored": stored,
+        # WAL of the whole drain (start-up included) per reading, and a weight copy's size.
+        "wal_bytes_per_reading": round(wal_bytes / count),
+        "copy_envelope_bytes": round(sizes["envelope"]),
+        "copy_row_bytes": round(sizes["row"]),
         "target_durable_per_s": 5000,
     }
 
