@@ -31,6 +31,9 @@ class Endpoint:
     name: str
     secret: bytes
     stored: dict[uuid.UUID, wire.Item] = field(default_factory=dict)
+    # Format 2: the sealed subject references received, by assignment, and how often each came.
+    subjects: dict[uuid.UUID, wire.SubjectLine] = field(default_factory=dict)
+    subject_lines: Counter[uuid.UUID] = field(default_factory=Counter)
     accepted: Counter[uuid.UUID] = field(default_factory=Counter)  # stored or duplicate
     requests: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
     fail_next: int = 0
@@ -93,7 +96,12 @@ class RecordingReceiver:
                               request.headers.get(wire.SIGNATURE_HEADER), body, time.time())
         if problem is not None:
             return self._answer(ep, Response(problem, status_code=401))
-        items = [i for i in wire.decode_batch(body) if not isinstance(i, msgspec.DecodeError)]
+        lines = [i for i in wire.decode_batch(body) if not isinstance(i, msgspec.DecodeError)]
+        for line in lines:
+            if isinstance(line, wire.SubjectLine):
+                ep.subjects[line.assignment_id] = line
+                ep.subject_lines[line.assignment_id] += 1
+        items = [i for i in lines if isinstance(i, wire.Item)]
         if ep.on_items is not None:
             ep.on_items(items)
         with self._holding(ep, items):

@@ -210,7 +210,7 @@ async def open_copies(store: Store, keys: Keys, event_id: uuid.UUID) -> dict[str
 
 # Huvudmän whose deliveries tests/delivery/test_delivery.py watches: each test has its own, and only
 # these have a sink, so other tests' deliveries stay pending as before.
-DELIVERY_TEST_HUVUDMAN = ("1440", "1441", "1442", "1443", "1444", "1445", "1452")
+DELIVERY_TEST_HUVUDMAN = ("1440", "1441", "1442", "1443", "1444", "1445", "1452", "1460")
 
 
 # The huvudman tests/node/test_node.py runs a real node for (gateway/node/): no other test uses it.

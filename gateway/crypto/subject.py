@@ -9,6 +9,7 @@ keyed pseudonym (`pseudonym.py`). So the reference itself is never stored in cle
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from cryptography.exceptions import InvalidTag
@@ -18,10 +19,19 @@ from gateway.crypto.keys import HuvudmanPrivateKey, HuvudmanPublicKey, hpke_suit
 
 _DOMAIN = b"vgr-gateway/subject-ref/v1\x00"
 _KEY_ID_LEN = 16
+_DIGEST_DOMAIN = b"vgr-gateway/subject-digest/v1\x00"
 
 
 def _info(assignment_id: uuid.UUID, key_id: bytes) -> bytes:
     return _DOMAIN + assignment_id.bytes + key_id
+
+
+def subject_digest(sealed: bytes) -> bytes:
+    """What a sealed copy carries instead of the sealed reference itself (issue 12): the
+    reference is sealed once per assignment and delivered once; each copy names the assignment
+    and this digest, inside its AEAD, so the node can tell the reference it holds is the one the
+    copy was sealed with."""
+    return hashlib.sha256(_DIGEST_DOMAIN + sealed).digest()
 
 
 def seal_subject(public_key: HuvudmanPublicKey, assignment_id: uuid.UUID,

@@ -29,6 +29,7 @@ from typing import ClassVar
 
 from gateway.delivery.outbox import Claimed, Outbox, backoff
 from gateway.delivery.sink import Breaker, ItemResult, Sink, Verdict, destination
+from gateway.delivery.subjects import SubjectLines
 from gateway.ingest.pipeline import CommittedBatch, Stage
 from gateway.observability import metrics
 from gateway.observability.logs import get as get_logger
@@ -66,6 +67,7 @@ class Dispatcher:
         longest = max((s.timeout_s * math.ceil(CLAIM_LIMIT["bulk"] / s.batch_max)
                        for s in self._sinks.values()), default=0.0)
         self.outbox = Outbox(store, max_attempts=max_attempts, lease_s=60.0 + longest)
+        self._subjects = SubjectLines(self.outbox)
         self._backoff_base_s = backoff_base_s
         self._poll_s = poll_s
         self._listen = listen
@@ -218,13 +220,15 @@ class Dispatcher:
     async def _request(self, sink: Sink, chunk: Sequence[Claimed]) -> Sequence[ItemResult]:
         items = [c.item for c in chunk if c.item is not None]
         try:
-            results = await sink.send(items)
+            subjects = await self._subjects.needed(sink.name, chunk)
+            results = await sink.send(items, subjects)
         except Exception as err:  # a sink's bug must not stop the lane; the items wait
             log.error("sink_failed", sink=sink.name, error=type(err).__name__)
             return [ItemResult(Verdict.RETRY, "sink error")] * len(chunk)
         if len(results) != len(chunk):
             return [ItemResult(Verdict.RETRY, "sink answered for the wrong number of items")] \
                 * len(chunk)
+        self._subjects.answered(sink.name, chunk, results)
         return results
 
     def _settlement(self, c: Claimed, r: ItemResult) -> Settlement:

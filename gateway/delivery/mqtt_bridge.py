@@ -160,7 +160,8 @@ class MqttBridgeSink:
 
     # --- sending ------------------------------------------------------------------------
 
-    async def send(self, items: Sequence[wire.Item]) -> Sequence[ItemResult]:
+    async def send(self, items: Sequence[wire.Item],
+                   subjects: Sequence[wire.SubjectLine] = ()) -> Sequence[ItemResult]:
         if not items:
             return []
         self.connect_soon()
@@ -173,12 +174,16 @@ class MqttBridgeSink:
                 await asyncio.wait_for(self._attempted.wait(), self.timeout_s)
         if not self._connected.is_set() or self._client is None:
             return [self._unreachable()] * len(items)
+        if subjects:
+            refused = await self._send_subjects(loop, subjects, deadline)
+            if refused is not None:
+                return [refused] * len(items)
         results: list[ItemResult | None] = [None] * len(items)
         waits: dict[int, tuple[int, asyncio.Future[int]]] = {}
         for i, item in enumerate(items):
             if i and i % 100 == 0:
                 await asyncio.sleep(0)  # a batch of 500 must not hold the loop in one go
-            published = self._publish(loop, item)
+            published = self._publish_item(loop, item)
             if isinstance(published, ItemResult):
                 results[i] = published
             else:
@@ -197,11 +202,40 @@ class MqttBridgeSink:
                 future.cancel()
         return [r if r is not None else RETRY("sink error") for r in results]
 
-    def _publish(self, loop: asyncio.AbstractEventLoop,
-                 item: wire.Item) -> ItemResult | tuple[int, asyncio.Future[int]]:
+    async def _send_subjects(self, loop: asyncio.AbstractEventLoop,
+                             subjects: Sequence[wire.SubjectLine],
+                             deadline: float) -> ItemResult | None:
+        """Each subject line retained on `{prefix}/{huvudman}/subject/{assignment id}`, so a
+        consumer subscribing later still finds it; None when the broker took them all."""
+        waits = []
+        for line in subjects:
+            published = self._publish(
+                loop, wire.encode_batch((), [line]),
+                f"{self.topic_prefix}/{line.huvudman}/subject/{line.assignment_id}", retain=True)
+            if isinstance(published, ItemResult):
+                return published
+            waits.append(published)
+        await asyncio.wait([f for _, f in waits], timeout=max(deadline - loop.time(), 0.0))
+        for mid, future in waits:
+            if not future.done():
+                if self._waiting.get(mid) is future:
+                    del self._waiting[mid]
+                future.cancel()
+                return RETRY("timeout")
+            code = future.result()
+            # Retained, a subject is kept by the broker whether anyone subscribes yet or not.
+            if code == _LOST or code >= 0x80:
+                return self._answer(code)
+        return None
+
+    def _publish_item(self, loop: asyncio.AbstractEventLoop,
+                      item: wire.Item) -> ItemResult | tuple[int, asyncio.Future[int]]:
+        return self._publish(loop, wire.encode_batch([item]),
+                             topic(self.topic_prefix, item.huvudman or self.huvudman, item))
+
+    def _publish(self, loop: asyncio.AbstractEventLoop, payload: bytes, to: str, *,
+                 retain: bool = False) -> ItemResult | tuple[int, asyncio.Future[int]]:
         assert self._client is not None
-        payload = wire.encode_batch([item])
-        to = topic(self.topic_prefix, item.huvudman or self.huvudman, item)
         if self._max_packet is not None and \
                 len(payload) + len(to) + PACKET_OVERHEAD > self._max_packet:
             # Sent anyway, the broker would drop the connection, and paho resend it after
@@ -214,7 +248,7 @@ class MqttBridgeSink:
         properties.UserProperty = [
             (wire.TIMESTAMP_HEADER, str(timestamp)),
             (wire.SIGNATURE_HEADER, wire.sign(self._secret, timestamp, payload))]
-        info = self._client.publish(to, payload, qos=1, properties=properties)
+        info = self._client.publish(to, payload, qos=1, retain=retain, properties=properties)
         if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             return RETRY("connection failed")
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:

@@ -10,6 +10,7 @@ id is the receiver's idempotency key).
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ class Claimed:
     attempts: int
     stored_at: datetime | None
     item: wire.Item | None  # None: the sealed copy or its data key no longer exists
+    assignment_ids: tuple[uuid.UUID, ...] = ()  # whose subject references the item needs
 
 
 def backoff(attempts: int, base_s: float, *, cap_s: float = BACKOFF_CAP_S,
@@ -61,6 +63,12 @@ class Outbox:
         rows = await self._store.outbox.claim(lane, limit, self.lease, huvudman, receivers)
         return [_claimed(r) for r in rows]
 
+    async def subjects(self, assignment_ids: Sequence[uuid.UUID],
+                       ) -> dict[uuid.UUID, tuple[str, bytes]]:
+        """The sealed subject references of these assignments, with their huvudman (those
+        erased are left out)."""
+        return await self._store.outbox.subjects(list(assignment_ids))
+
     async def settle(self, settlements: Sequence[Settlement]) -> dict[int, str]:
         """Apply a batch's answers; returns each row's new state (rows no longer pending, e.g.
         replayed or purged meanwhile, are left alone and missing)."""
@@ -77,4 +85,5 @@ def _claimed(row: ClaimedRow) -> Claimed:
                          event_type=row.event_type, measured_at=row.measured_at, lane=row.lane,
                          envelope=row.envelope, data_key=row.data_key, receiver=row.receiver)
     return Claimed(id=row.id, lane=row.lane, huvudman=row.huvudman, receiver=row.receiver,
-                   attempts=row.attempts, stored_at=row.stored_at, item=item)
+                   attempts=row.attempts, stored_at=row.stored_at, item=item,
+                   assignment_ids=row.assignment_ids)

@@ -69,7 +69,10 @@ class Sink(Protocol):
     batch_max: int  # items per request
     timeout_s: float  # the longest one request may take
 
-    async def send(self, items: Sequence[wire.Item]) -> Sequence[ItemResult]: ...
+    async def send(self, items: Sequence[wire.Item],
+                   subjects: Sequence[wire.SubjectLine] = ()) -> Sequence[ItemResult]:
+        """Deliver `items`, and before them the `subjects` they need (format 2)."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -28,8 +28,9 @@ class WebhookSink:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def send(self, items: Sequence[wire.Item]) -> Sequence[ItemResult]:
-        body = wire.encode_batch(items)
+    async def send(self, items: Sequence[wire.Item],
+                   subjects: Sequence[wire.SubjectLine] = ()) -> Sequence[ItemResult]:
+        body = wire.encode_batch(items, subjects)
         timestamp = int(time.time())
         headers = {"Content-Type": wire.CONTENT_TYPE,
                    wire.TIMESTAMP_HEADER: str(timestamp),
@@ -66,4 +67,6 @@ def _item_result(status: wire.ItemStatus | None) -> ItemResult:
         return DONE
     if status.status == "rejected":
         return REJECTED("rejected: " + safe_reason(status.reason))
+    if status.status == "retry":  # e.g. "subject unknown": sent again with its subjects
+        return RETRY("retry: " + safe_reason(status.reason))
     return RETRY("unknown item status")

@@ -2,6 +2,11 @@
 
 One item per NDJSON line; the batch is signed with HMAC-SHA256 over `timestamp "." body` with
 the secret shared with that huvudman. Both sides use this module, so they cannot drift apart.
+
+Format 2 (`"v": 2`): a copy no longer carries its subject reference; a `subject` line carries
+an assignment's sealed reference, once per sink (and again whenever the receiver asks for it by
+answering `retry` for an item it cannot place), before the items that need it. Format 1 items
+(the sealed reference inside the envelope) are still read, for copies sealed before.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import msgspec
 
 from gateway.crypto import KeySuite, WrappedKey
 
-VERSION = 1
+VERSION = 2
 CONTENT_TYPE = "application/x-ndjson"
 SIGNATURE_HEADER = "X-Gateway-Signature"
 TIMESTAMP_HEADER = "X-Gateway-Timestamp"
@@ -47,6 +52,7 @@ class Item(msgspec.Struct, frozen=True):
     data_key: WireKey
     receiver: str | None = None
     v: int = VERSION
+    type: str = "item"
 
     @property
     def envelope_bytes(self) -> bytes:
@@ -59,6 +65,25 @@ class Item(msgspec.Struct, frozen=True):
                           subject_pseudonym=bytes.fromhex(k.subject_pseudonym), epoch=k.epoch,
                           recipient_key_id=bytes.fromhex(k.recipient_key_id),
                           suite=KeySuite(k.suite), wrapped=base64.b64decode(k.wrapped))
+
+
+class SubjectLine(msgspec.Struct, frozen=True):
+    """An assignment's subject reference, sealed to its huvudman (gateway.crypto.subject),
+    which the copies of format 2 name by `assignment_id` and digest."""
+
+    huvudman: str
+    assignment_id: uuid.UUID
+    sealed: str  # base64
+    type: str = "subject"
+    v: int = VERSION
+
+    @property
+    def sealed_bytes(self) -> bytes:
+        return base64.b64decode(self.sealed)
+
+
+def subject_line(huvudman: str, assignment_id: uuid.UUID, sealed: bytes) -> SubjectLine:
+    return SubjectLine(huvudman, assignment_id, base64.b64encode(sealed).decode())
 
 
 def item(*, event_id: uuid.UUID, huvudman: str | None, kind: str, event_type: str,
@@ -75,22 +100,35 @@ def item(*, event_id: uuid.UUID, huvudman: str | None, kind: str, event_type: st
                          wrapped=base64.b64encode(data_key.wrapped).decode()))
 
 
+class _Kind(msgspec.Struct):
+    type: str = "item"  # format 1 lines are all items and do not say so
+
+
 _encoder = msgspec.json.Encoder()
+_kind_decoder = msgspec.json.Decoder(_Kind)
 _item_decoder = msgspec.json.Decoder(Item)
+_subject_decoder = msgspec.json.Decoder(SubjectLine)
 
 
-def encode_batch(items: Iterable[Item]) -> bytes:
-    return b"".join(_encoder.encode(i) + b"\n" for i in items)
+def encode_batch(items: Iterable[Item], subjects: Iterable[SubjectLine] = ()) -> bytes:
+    """The subject lines first: a receiver reading line by line knows them by the items."""
+    return b"".join(_encoder.encode(line) + b"\n" for line in (*subjects, *items))
 
 
-def decode_batch(body: bytes) -> list[Item | msgspec.DecodeError]:
+def decode_batch(body: bytes) -> list[Item | SubjectLine | msgspec.DecodeError]:
     """Each line decoded on its own: a bad line is reported, the others still count."""
-    out: list[Item | msgspec.DecodeError] = []
+    out: list[Item | SubjectLine | msgspec.DecodeError] = []
     for line in body.splitlines():
         if not line.strip():
             continue
         try:
-            out.append(_item_decoder.decode(line))
+            kind = _kind_decoder.decode(line).type
+            if kind == "subject":
+                out.append(_subject_decoder.decode(line))
+            elif kind == "item":
+                out.append(_item_decoder.decode(line))
+            else:
+                out.append(msgspec.DecodeError(f"unknown line type {kind[:20]!r}"))
         except (msgspec.DecodeError, UnicodeDecodeError) as err:
             out.append(err if isinstance(err, msgspec.DecodeError)
                        else msgspec.DecodeError("invalid UTF-8"))
@@ -118,7 +156,9 @@ def verify(secret: bytes, timestamp: str | None, signature: str | None, body: by
 
 class ItemStatus(msgspec.Struct, frozen=True, omit_defaults=True):
     event_id: str
-    status: str  # stored | duplicate | rejected
+    # stored | duplicate | rejected | retry (format 2: e.g. "subject unknown": the gateway sends
+    # the item again soon, with the subject lines it needs)
+    status: str
     reason: str | None = None
 
 

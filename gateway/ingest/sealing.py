@@ -31,12 +31,15 @@ QUARANTINE_SUBJECT = "quarantine"
 RELAY_SUBJECT = "alarm-relay"
 
 
-class Subject(msgspec.Struct, frozen=True):
-    """An assignment the copy came under, with its subject reference sealed to the huvudman
-    (gateway.crypto.subject.open_subject opens it on the node)."""
+class Subject(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An assignment the copy came under. Its subject reference is sealed to the huvudman once
+    per assignment and delivered once (docs/delivery.md, format 2); the copy carries the
+    digest of that sealed reference, which the node checks the one it holds against
+    (gateway.crypto.subject). Copies sealed before format 2 carry the sealed reference itself."""
 
     assignment_id: uuid.UUID
-    sealed_ref: bytes | None
+    sealed_ref: bytes | None = None  # format 1 only
+    digest: bytes | None = None  # format 2: subject_digest(the assignment's sealed reference)
 
 
 class CopyPlaintext(msgspec.Struct, frozen=True):
@@ -144,13 +147,15 @@ class Sealing:
             first = dests[0]
             plain = CopyPlaintext(
                 event=_without_position(event) if not first.include_position else event,
-                subjects=tuple(Subject(d.assignment_id, d.subject_sealed) for d in dests
+                subjects=tuple(Subject(d.assignment_id, digest=d.subject_digest) for d in dests
                                if d.assignment_id is not None),
                 routed_at=routing.routed_at, clock_fallback=routing.clock_fallback)
             self._add_copy(rows, event, huvudman, first.subject_key or "", epoch, kind, plain,
                            expires_at=None)
-            rows.deliveries.append(DeliveryRow(event.event_id, huvudman, first.assignment_id,
-                                               first.lane, first.alarm_receiver))
+            rows.deliveries.append(DeliveryRow(
+                event.event_id, huvudman, first.assignment_id, first.lane, first.alarm_receiver,
+                more_assignment_ids=tuple(d.assignment_id for d in dests[1:]
+                                          if d.assignment_id is not None)))
         if routing.quarantined or any(d.fallback for d in routing.destinations):
             expires = (event.received_at + self._quarantine_ttl if routing.quarantined
                        else None)  # an unclaimed alarm is kept like any alarm

@@ -4,8 +4,11 @@
 A batch is authenticated as a whole (signature and timestamp, 401 with the reason otherwise),
 then each line on its own: an item for another huvudman, or one that does not open, is
 `rejected`; what opens is stored in one transaction for the whole batch, `stored` or
-`duplicate` (its event id is already there). 503 when storage fails: the sender retries, and
-the event ids make that harmless. Logs carry ids, counts and fixed reasons only.
+`duplicate` (its event id is already there), with the subject references the batch's `subject`
+lines brought (format 2). An item whose subject the node has never been sent is answered
+`retry` ("subject unknown"): the gateway sends it again with the subject line. 503 when storage
+fails: the sender retries, and the event ids make that harmless. Logs carry ids, counts and
+fixed reasons only.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -23,13 +26,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.delivery import wire
 from gateway.node import metrics
-from gateway.node.opening import ItemOpener, Refused
+from gateway.node.opening import SUBJECT_UNKNOWN, ItemOpener, OpenedItem, Refused, SubjectUnknown
 from gateway.observability import logs
 from gateway.store.errors import DB_ERRORS
-from gateway.store.node import NodeStore, OpenedCopy
+from gateway.store.node import KnownSubject, NodeStore, OpenedCopy
 from gateway.transports.http.body import read_limited
 
 log = logs.get("gateway.node")
+KNOWN_SUBJECTS = 100_000  # kept in memory; the rest are read from the node's database
 
 
 def _json(status: int, body: dict[str, Any]) -> Response:
@@ -44,6 +48,7 @@ class Receiver:
         self.opener = opener
         self._secret = secret
         self._opening = asyncio.Lock()  # the Opener's key cache: one batch at a time
+        self._known: dict[uuid.UUID, KnownSubject] = {}
         self.on_stored: Callable[[], None] | None = None  # e.g. wake the FHIR forwarder
 
     def authenticate(self, timestamp: str | None, signature: str | None,
@@ -52,13 +57,18 @@ class Receiver:
 
     async def receive(self, body: bytes) -> list[wire.ItemStatus]:
         items: list[wire.Item] = []
+        lines: list[wire.SubjectLine] = []
         for line in wire.decode_batch(body):
             if isinstance(line, wire.Item):
                 items.append(line)
+            elif isinstance(line, wire.SubjectLine):
+                lines.append(line)
             else:  # no event id to answer for: the sender retries it as unanswered
                 metrics.ITEMS.labels("undecodable").inc()
         async with self._opening:
-            outcomes = await asyncio.to_thread(self._open_all, items)
+            opened, learned = await asyncio.to_thread(self._open_all, items, lines)
+            known = await self._subjects_for(opened, learned)
+            outcomes = [self._finish(o, known) for o in opened]
         to_store: list[OpenedCopy] = []
         seen: set[uuid.UUID] = set()
         for item, outcome in zip(items, outcomes, strict=True):
@@ -66,15 +76,18 @@ class Receiver:
                 seen.add(item.event_id)
                 to_store.append(outcome)
         started = time.monotonic()
-        new = await self.store.store(to_store)
+        new = await self.store.store(to_store, list(learned.values()))
         metrics.STORE_SECONDS.observe(time.monotonic() - started)
+        self._remember(learned.values())
         if new and self.on_stored is not None:
             self.on_stored()
         results: list[wire.ItemStatus] = []
         answered_new: set[uuid.UUID] = set()
         for item, outcome in zip(items, outcomes, strict=True):
             key = str(item.event_id)
-            if isinstance(outcome, str):
+            if outcome == SUBJECT_UNKNOWN:
+                results.append(wire.ItemStatus(key, "retry", SUBJECT_UNKNOWN))
+            elif isinstance(outcome, str):
                 results.append(wire.ItemStatus(key, "rejected", outcome))
                 metrics.REJECTED.labels(outcome).inc()
                 log.warning("delivery_item_rejected", event_id=key, reason=outcome)
@@ -89,14 +102,55 @@ class Receiver:
                  duplicate=sum(1 for r in results if r.status == "duplicate"))
         return results
 
-    def _open_all(self, items: Sequence[wire.Item]) -> list[OpenedCopy | str]:
-        out: list[OpenedCopy | str] = []
+    def _open_all(self, items: Sequence[wire.Item], lines: Sequence[wire.SubjectLine],
+                  ) -> tuple[list[OpenedItem | str], dict[uuid.UUID, KnownSubject]]:
+        out: list[OpenedItem | str] = []
         for item in items:
             try:
                 out.append(self.opener.open(item))
             except Refused as refused:
                 out.append(refused.reason)
-        return out
+        learned: dict[uuid.UUID, KnownSubject] = {}
+        for line in lines:
+            try:
+                learned[line.assignment_id] = self.opener.open_subject_line(line)
+            except Refused as refused:  # its items are answered for: retried, or refused
+                metrics.REJECTED.labels(refused.reason).inc()
+                log.warning("subject_line_refused", assignment_id=str(line.assignment_id),
+                            reason=refused.reason)
+        return out, learned
+
+    async def _subjects_for(self, opened: Sequence[OpenedItem | str],
+                            learned: dict[uuid.UUID, KnownSubject],
+                            ) -> dict[uuid.UUID, KnownSubject]:
+        """Every subject the batch's items name that this node holds: sent with the batch,
+        kept in memory, or stored earlier."""
+        wanted = {a for o in opened if isinstance(o, OpenedItem) for a in o.wanted}
+        known = {a: self._known[a] for a in wanted if a in self._known} | learned
+        missing = [a for a in wanted if a not in known]
+        if missing:
+            stored = await self.store.subjects(missing)
+            self._remember(stored)
+            known |= {s.assignment_id: s for s in stored}
+        return known
+
+    def _remember(self, subjects: Iterable[KnownSubject]) -> None:
+        for s in subjects:
+            self._known.pop(s.assignment_id, None)
+            self._known[s.assignment_id] = s
+        while len(self._known) > KNOWN_SUBJECTS:
+            del self._known[next(iter(self._known))]
+
+    def _finish(self, opened: OpenedItem | str,
+                known: dict[uuid.UUID, KnownSubject]) -> OpenedCopy | str:
+        if isinstance(opened, str):
+            return opened
+        try:
+            return self.opener.finish(opened, known)
+        except SubjectUnknown:
+            return SUBJECT_UNKNOWN
+        except Refused as refused:
+            return refused.reason
 
 
 def create_app(receiver: Receiver, *, max_body_bytes: int) -> FastAPI:

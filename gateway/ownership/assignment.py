@@ -35,6 +35,7 @@ class Assignment(msgspec.Struct, frozen=True):
     alarm_route: str | None = None
     position_consent: bool = False
     subject_sealed: bytes | None = None
+    subject_digest: bytes | None = None  # of subject_sealed (gateway/crypto/subject.py)
     # A missed medicine dose is an alarm for this person (gateway/ingest/dose_alarms.py); only with
     # the medication kind and an alarm route (checked on every path that creates one).
     dose_alarm: bool = False

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from adapters.codes import Kind
 from gateway.crypto import HuvudmanPublicKey, load_public_key
+from gateway.crypto.subject import subject_digest
 from gateway.ownership.assignment import Assignment, LegalBasis
 from gateway.ownership.credentials import token_hash
 from gateway.ownership.routing import AssignmentIndex
@@ -44,7 +45,9 @@ class Registry:
         assignments = AssignmentIndex(
             Assignment(
                 id=r.id, device_id=r.device_id, huvudman=r.huvudman, subject_key=r.subject_key,
-                subject_sealed=r.subject_sealed, legal_basis=LegalBasis(r.legal_basis),
+                subject_sealed=r.subject_sealed,
+                subject_digest=subject_digest(r.subject_sealed) if r.subject_sealed else None,
+                legal_basis=LegalBasis(r.legal_basis),
                 kinds=frozenset(Kind(k) for k in r.kinds), valid_from=r.valid_from,
                 valid_to=r.valid_to, alarm_route=r.alarm_route,
                 position_consent=r.position_consent, dose_alarm=r.dose_alarm)

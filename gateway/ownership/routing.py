@@ -76,6 +76,7 @@ import msgspec
 
 from adapters.codes import Kind
 from adapters.events import Alarm, AlarmType, Event, Flag, PositionFix, kind_of
+from gateway.crypto.subject import subject_digest
 from gateway.ownership.assignment import Assignment
 
 __all__ = [
@@ -121,7 +122,8 @@ class Destination(msgspec.Struct, frozen=True):
     alarm_receiver: str | None = None
     include_position: bool = False
     fallback: bool = False
-    subject_sealed: bytes | None = None
+    # The digest of the assignment's sealed subject reference, which each copy carries.
+    subject_digest: bytes | None = None
 
     def __repr__(self) -> str:
         # No subject_key: a destination may end up in a log line.
@@ -172,7 +174,8 @@ def _to_huvudman(a: Assignment, lane: Lane, *, include_position: bool = False) -
         huvudman=a.huvudman,
         assignment_id=a.id,
         subject_key=a.subject_key,
-        subject_sealed=a.subject_sealed,
+        subject_digest=a.subject_digest or (subject_digest(a.subject_sealed)
+                                            if a.subject_sealed else None),
         lane=lane,
         alarm_receiver=(a.alarm_route or None) if lane is Lane.ALARM else None,
         include_position=include_position,

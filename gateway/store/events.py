@@ -52,6 +52,8 @@ class DeliveryRow:
     # Stored as due this much later: an ARC row is leased to this instance's fast path.
     delay_s: float = 0.0
     with_position: bool = False  # ARC rows: the assignment lets this receiver see positions
+    # Owner rows: the huvudman's other assignments the copy came under (HSL and SoL both).
+    more_assignment_ids: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ class EventQueries(Queries, area="events"):
             delivery_assignment_id=[d.assignment_id for d in dl],
             delivery_lane=[d.lane for d in dl], delivery_receiver=[d.receiver for d in dl],
             delivery_target=[d.target for d in dl], delivery_delay_s=[d.delay_s for d in dl],
+            delivery_more=[",".join(map(str, d.more_assignment_ids)) or None for d in dl],
             key_id=[k.key_id for k in keys], key_huvudman=[k.huvudman for k in keys],
             key_subject_pseudonym=[k.subject_pseudonym for k in keys],
             key_epoch=[k.epoch for k in keys],

@@ -41,6 +41,15 @@ class OpenedCopy:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownSubject:
+    """An assignment's subject reference, opened, with the digest of its sealed form."""
+
+    assignment_id: uuid.UUID
+    digest: bytes
+    subject_ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class FhirClaim:
     event_id: uuid.UUID
     measured_at: datetime
@@ -89,6 +98,14 @@ class NodeQueries(Queries, area="node"):
             [c.lane for c in copies], [c.content for c in copies],
             [c.subjects for c in copies], [c.routed_at for c in copies])
         return frozenset(r["event_id"] for r in rows)
+
+    async def store_subjects(self, huvudman: str, subjects: Sequence[KnownSubject]) -> None:
+        await self._execute("store_subjects", huvudman, [s.assignment_id for s in subjects],
+                            [s.digest for s in subjects], [s.subject_ref for s in subjects])
+
+    async def subjects(self, huvudman: str, ids: list[uuid.UUID]) -> list[KnownSubject]:
+        return [KnownSubject(r["assignment_id"], bytes(r["digest"]), r["subject_ref"])
+                for r in await self._fetch("subjects", huvudman, ids)]
 
     async def ping(self) -> bool:
         return bool(await self._fetchval("ping") == 1)
@@ -142,11 +159,24 @@ class NodeStore:
         product goes through the queries (tests/test_layout.py checks that)."""
         return self._pool
 
-    async def store(self, copies: Sequence[OpenedCopy]) -> frozenset[uuid.UUID]:
-        """Store the opened copies of one batch at once; returns the ids that are new."""
-        if not copies:
-            return frozenset()
-        return await self.queries.store_copies(self.huvudman, copies)
+    async def store(self, copies: Sequence[OpenedCopy],
+                    subjects: Sequence[KnownSubject] = ()) -> frozenset[uuid.UUID]:
+        """Store the opened copies of one batch, and the subjects it taught, at once; returns
+        the ids that are new."""
+        if not subjects:
+            if not copies:
+                return frozenset()
+            return await self.queries.store_copies(self.huvudman, copies)
+        async with self._pool.acquire() as conn, conn.transaction():
+            queries = NodeQueries(conn)
+            await queries.store_subjects(self.huvudman, subjects)
+            if not copies:
+                return frozenset()
+            return await queries.store_copies(self.huvudman, copies)
+
+    async def subjects(self, ids: Sequence[uuid.UUID]) -> list[KnownSubject]:
+        """The subjects this node learned earlier, of these assignments."""
+        return await self.queries.subjects(self.huvudman, list(ids))
 
     async def fhir_dead(self, limit: int = 100) -> list[FhirDead]:
         """This huvudman's readings the FHIR server refused for good (metadata only)."""

@@ -31,6 +31,7 @@ class ClaimedRow:
     stored_at: datetime | None
     envelope: bytes | None
     data_key: WrappedKey | None
+    assignment_ids: tuple[uuid.UUID, ...] = ()  # the assignments the copy came under
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,14 @@ class OutboxQueries(Queries, area="outbox"):
             attempts=r["attempts"], kind=r["kind"], event_type=r["event_type"],
             stored_at=r["stored_at"],
             envelope=bytes(r["envelope"]) if r["envelope"] is not None else None,
-            data_key=wrapped_key(r))
+            data_key=wrapped_key(r),
+            assignment_ids=((r["assignment_id"],) if r["assignment_id"] else ())
+            + tuple(r["more_assignment_ids"] or ()))
             for r in await self._fetch("claim", lane, limit, lease, huvudmän, receivers)]
+
+    async def subjects(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, bytes]]:
+        return {r["id"]: (r["huvudman"], bytes(r["subject_sealed"]))
+                for r in await self._fetch("subjects", ids)}
 
     async def settle(self, settlements: Sequence[Settlement],
                      max_attempts: int) -> dict[int, str]:

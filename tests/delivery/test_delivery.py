@@ -19,11 +19,12 @@ import pytest
 
 from adapters import native
 from gateway.crypto import Opener
+from gateway.crypto.subject import open_subject, subject_digest
 from gateway.delivery import dead_letters, wire
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.sink import ItemResult, Sink
 from gateway.delivery.sink_config import build_sinks
-from gateway.ingest.sealing import CopyPlaintext
+from gateway.ingest.sealing import CopyPlaintext, Subject
 from gateway.store.connector import Store
 from simulator.receivers import RecordingReceiver
 from tests.support import (
@@ -98,6 +99,39 @@ async def test_readings_arrive_signed_and_sealed_once_through_503s(
         wrapped_key=item.wrapped_key)
     assert msgspec.json.decode(plain, type=CopyPlaintext).event.values[0].value == 80.0
     assert b"80.0" not in wire.encode_batch([item])
+
+
+async def test_a_sink_gets_the_subject_reference_once_not_with_every_copy(
+        gateway: RunningGateway, store: Store, receiver: RecordingReceiver, keys: Keys) -> None:
+    """Format 2 (issue 12): the copies name their assignment and the digest of its sealed
+    subject reference; the reference itself reaches the sink once, in a `subject` line."""
+    ep = receiver.endpoints["1460"]
+    device = await _device(store, gateway, "1460")
+    first = await _send(gateway, device, _weights(3))
+    await _all_stored(receiver, "1460", first)
+    assert await wait_until(lambda: _done(store, first))
+    later = await _send(gateway, device, _weights(3, BASE + timedelta(hours=1)))
+    await _all_stored(receiver, "1460", later)
+    assignment = await store.pool.fetchval("SELECT id FROM assignment WHERE device_id = $1",
+                                           device.id)
+    assert ep.subject_lines == {assignment: 1}
+    line = ep.subjects[assignment]
+    assert (line.huvudman, line.v) == ("1460", 2)
+    assert open_subject(keys.private("1460"), assignment, line.sealed_bytes) == \
+        "test-delivery-1460"
+    for event_id in first + later:
+        item = ep.stored[event_id]
+        assert item.v == 2
+        plain = Opener("1460", [keys.private("1460")]).open(
+            item.envelope_bytes, event_id=item.event_id, kind=item.kind,
+            wrapped_key=item.wrapped_key)
+        [subject] = msgspec.json.decode(plain, type=CopyPlaintext).subjects
+        assert subject == Subject(assignment, digest=subject_digest(line.sealed_bytes))
+    # What each stored copy saves: the sealed reference is about 1.5 KB.
+    sizes = await store.pool.fetch(
+        "SELECT octet_length(envelope) AS n FROM event_copy WHERE event_id = ANY($1)"
+        " AND recipient = '1460'", first)
+    assert max(r["n"] for r in sizes) < 800
 
 
 async def test_receiver_down_for_a_while_gets_everything_once_when_back(

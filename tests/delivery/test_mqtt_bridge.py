@@ -30,6 +30,7 @@ from paho.mqtt.properties import Properties
 
 from adapters import native
 from gateway.crypto import KeySuite, Opener, WrappedKey
+from gateway.crypto.subject import open_subject, subject_digest
 from gateway.delivery import wire
 from gateway.delivery.dispatcher import Dispatcher
 from gateway.delivery.mqtt_bridge import MqttBridgeSink
@@ -111,6 +112,7 @@ class Received:
     topic: str
     payload: bytes
     properties: dict[str, str]
+    retained: bool = False  # sent from the broker's retained store on subscribing
 
 
 @dataclass
@@ -144,15 +146,21 @@ class Consumer:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         props = dict(getattr(msg.properties, "UserProperty", []))
         with self._lock:
-            self.received.append(Received(msg.topic, bytes(msg.payload), props))
+            self.received.append(Received(msg.topic, bytes(msg.payload), props,
+                                          bool(msg.retain)))
 
     def by_event(self) -> dict[uuid.UUID, list[Received]]:
         with self._lock:
-            got = list(self.received)
+            got = [r for r in self.received if "/subject/" not in r.topic]
         out: dict[uuid.UUID, list[Received]] = {}
         for r in got:
             out.setdefault(msgspec.json.decode(r.payload, type=wire.Item).event_id, []).append(r)
         return out
+
+    def subjects(self) -> list[Received]:
+        """The `subject` messages (format 2), in the order they came."""
+        with self._lock:
+            return [r for r in self.received if "/subject/" in r.topic]
 
     async def has(self, ids: Sequence[uuid.UUID], timeout: float = 15.0) -> None:
         async def arrived() -> bool:
@@ -313,8 +321,26 @@ async def test_readings_and_alarms_arrive_once_each_signed_sealed_and_on_their_t
     plain = Opener(code, [keys.private(code)]).open(
         item.envelope_bytes, event_id=item.event_id, kind=item.kind,
         wrapped_key=item.wrapped_key)
-    assert msgspec.json.decode(plain, type=CopyPlaintext).event.values[0].value == 91.0
+    copy = msgspec.json.decode(plain, type=CopyPlaintext)
+    assert copy.event.values[0].value == 91.0
     assert b"91.0" not in got[ids[0]][0].payload
+
+    # Format 2: the subject reference came once (two bulk cycles may race to send it first),
+    # before the first item, retained on its own topic, and is the one the copies name.
+    [subject] = copy.subjects
+    first = consumer.subjects()
+    assert 1 <= len(first) <= 2
+    assert first[0].topic == f"{PREFIX}/{code}/subject/{subject.assignment_id}"
+    assert consumer.received.index(first[0]) < min(
+        consumer.received.index(got[i][0]) for i in ids)
+    [line] = [x for x in wire.decode_batch(first[0].payload)
+              if isinstance(x, wire.SubjectLine)]
+    assert subject_digest(line.sealed_bytes) == subject.digest
+    assert open_subject(keys.private(code), subject.assignment_id, line.sealed_bytes) == \
+        f"test-mqtt-bridge-{code}"
+    later = _consumer(consumers, huvudman_broker.port, code)  # subscribes after the fact
+    assert await wait_until(lambda: later.subjects(), timeout=5)
+    assert [(r.topic, r.retained) for r in later.subjects()] == [(first[0].topic, True)]
 
 
 @needs_mosquitto

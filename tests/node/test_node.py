@@ -18,7 +18,9 @@ from prometheus_client import REGISTRY
 
 from adapters import native
 from gateway.crypto import KeySuite, WrappedKey
+from gateway.crypto.subject import seal_subject
 from gateway.delivery import dead_letters, wire
+from gateway.demo import embedded
 from gateway.node.server import RunningNode, load_config, start_node
 from gateway.store.connector import Store
 from tests.support import (
@@ -113,9 +115,9 @@ async def _item(store: Store, event_id: uuid.UUID, recipient: str,
                      envelope=bytes(r["envelope"]), data_key=key)
 
 
-async def _post(node: RunningNode, items: Sequence[wire.Item],
-                secret: bytes) -> httpx.Response:
-    body = wire.encode_batch(items)
+async def _post(node: RunningNode, items: Sequence[wire.Item], secret: bytes,
+                subjects: Sequence[wire.SubjectLine] = ()) -> httpx.Response:
+    body = wire.encode_batch(items, subjects)
     now = int(time.time())
     async with httpx.AsyncClient(base_url=node.url) as client:
         return await client.post("/v1/deliveries", content=body, headers={
@@ -147,6 +149,59 @@ async def test_node_stores_each_reading_once_opened_with_its_subject(
     count = await node.store.pool.fetchval(
         "SELECT count(*) FROM huvudman_node.copy WHERE event_id = ANY($1)", ids)
     assert count == 3
+
+
+async def test_a_node_without_the_subject_asks_for_it_and_checks_what_it_is_sent(
+        node: RunningNode, gateway: RunningGateway, store: Store, keys: Keys,
+        node_endpoint: NodeEndpoint, owner_database_url: str) -> None:
+    """Format 2: a copy names its assignment and the digest of the sealed subject reference.
+    A node that does not hold the reference answers `retry` (the gateway then sends the
+    `subject` line); a line that does not open for that assignment, or that opens to another
+    reference than the copy was sealed with, is not taken."""
+    secret = node_endpoint.secret_file.read_text().strip().encode()
+    device = await _device(store, gateway, CODE)
+    ids = await _send(gateway, device, 2, value=76.0, start=BASE + timedelta(hours=4))
+    await _stored(node, ids)
+    assignment = await store.pool.fetchval("SELECT id FROM assignment WHERE device_id = $1",
+                                           device.id)
+    sealed = bytes(await store.pool.fetchval(
+        "SELECT subject_sealed FROM assignment WHERE id = $1", assignment))
+    other = await store.pool.fetchval(
+        "SELECT subject_sealed FROM assignment WHERE huvudman = $1 AND id <> $2 "
+        "AND subject_sealed IS NOT NULL LIMIT 1", CODE, assignment)
+    # As a node that lost its storage: another node process, the rows gone.
+    await node.store.pool.execute("DELETE FROM huvudman_node.subject WHERE assignment_id = $1",
+                                  assignment)
+    await node.store.pool.execute("DELETE FROM huvudman_node.copy WHERE event_id = ANY($1)",
+                                  ids)
+    fresh = await start_node(load_config(
+        huvudman=CODE, private_keys=[keys.node / f"{CODE}.private.pem"],
+        secret_file=node_endpoint.secret_file, database_url=owner_database_url,
+        listen=f"127.0.0.1:{embedded.free_port()}"))
+    try:
+        item = await _item(store, ids[0], CODE)
+        key = str(ids[0])
+        assert _answer(await _post(fresh, [item], secret)) == [(key, "retry", "subject unknown")]
+        # Another assignment's sealed reference under this id does not open (HPKE binds it).
+        moved = wire.subject_line(CODE, assignment, bytes(other))
+        assert _answer(await _post(fresh, [item], secret, [moved])) == [
+            (key, "retry", "subject unknown")]
+        # One that opens but is not the reference the copy was sealed with: refused.
+        swapped = wire.subject_line(CODE, assignment, seal_subject(
+            keys.private(CODE).public_key(), assignment, "test-swapped"))
+        assert _answer(await _post(fresh, [item], secret, [swapped])) == [
+            (key, "rejected", "subject reference does not match the copy")]
+        assert await _node_rows(fresh, ids) == []
+        # The right one: stored, and kept, so the next copy needs no line.
+        line = wire.subject_line(CODE, assignment, sealed)
+        assert _answer(await _post(fresh, [item], secret, [line])) == [(key, "stored", None)]
+        second = await _item(store, ids[1], CODE)
+        assert _answer(await _post(fresh, [second], secret)) == [(str(ids[1]), "stored", None)]
+        for row in await _node_rows(fresh, ids):
+            assert msgspec.json.decode(str(row["subjects"])) == [
+                {"assignment_id": str(assignment), "subject_ref": f"test-node-subject-{CODE}"}]
+    finally:
+        await fresh.stop()
 
 
 async def _done(store: Store, ids: Sequence[uuid.UUID]) -> bool:

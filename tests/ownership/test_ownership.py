@@ -18,7 +18,8 @@ from gateway.crypto import (
     WrappedKey,
     WrongRecipientError,
 )
-from gateway.crypto.subject import open_subject
+from gateway.crypto.subject import open_subject, subject_digest
+from gateway.ingest.sealing import Subject
 from gateway.ownership import key_management
 from gateway.store.connector import Store
 from tests.support import FakeDevice, Keys, RunningGateway, open_copies, register_device
@@ -59,15 +60,22 @@ async def test_one_scale_feeds_region_and_kommun_each_reading_only_its_own(
     copies = await open_copies(store, keys, eid)
     assert set(copies) == {"14", "1480"}
     assert copies["14"].event.values[0].value == 81.3
-    # Each node opens its own subject reference; the gateway stored only sealed ones.
-    assert [open_subject(keys.private("14"), s.assignment_id, s.sealed_ref)
+    # Each node opens its own subject reference; the gateway stored only sealed ones, once per
+    # assignment, and each copy names its assignment and the digest of that sealed reference.
+    async def sealed(subject: Subject) -> bytes:
+        blob = await store.pool.fetchval("SELECT subject_sealed FROM assignment WHERE id = $1",
+                                         subject.assignment_id)
+        assert subject.sealed_ref is None and subject.digest == subject_digest(blob)
+        return bytes(blob)
+
+    assert [open_subject(keys.private("14"), s.assignment_id, await sealed(s))
             for s in copies["14"].subjects] == [SUBJECT_REGION]
-    assert [open_subject(keys.private("1480"), s.assignment_id, s.sealed_ref)
+    assert [open_subject(keys.private("1480"), s.assignment_id, await sealed(s))
             for s in copies["1480"].subjects] == [SUBJECT_KOMMUN]
     region_subject = copies["14"].subjects[0]
     with pytest.raises(CryptoError):  # not openable by another huvudman's key
         open_subject(keys.private("1480"), region_subject.assignment_id,
-                     region_subject.sealed_ref)
+                     await sealed(region_subject))
     deliveries = await store.pool.fetch(
         "SELECT huvudman, lane FROM delivery WHERE event_id = $1 ORDER BY huvudman", eid)
     assert [(d["huvudman"], d["lane"]) for d in deliveries] == [("14", "bulk"), ("1480", "bulk")]

@@ -41,14 +41,15 @@ WITH sealed_under AS (
     RETURNING 1
 ), queued AS (
     INSERT INTO delivery (event_id, measured_at, huvudman, assignment_id, lane, receiver,
-                          target, next_attempt_at)
+                          target, next_attempt_at, more_assignment_ids)
     SELECT d.event_id, i.measured_at, d.huvudman, d.assignment_id, d.lane, d.receiver,
-           d.target, now() + make_interval(secs => d.delay)
+           d.target, now() + make_interval(secs => d.delay),
+           string_to_array(d.more, ',')::uuid[]
     FROM unnest(:delivery_event_id::uuid[], :delivery_huvudman::text[],
                 :delivery_assignment_id::uuid[], :delivery_lane::text[],
                 :delivery_receiver::text[], :delivery_target::text[],
-                :delivery_delay_s::float8[])
-        AS d(event_id, huvudman, assignment_id, lane, receiver, target, delay)
+                :delivery_delay_s::float8[], :delivery_more::text[])
+        AS d(event_id, huvudman, assignment_id, lane, receiver, target, delay, more)
     JOIN inserted i USING (event_id)
     ON CONFLICT DO NOTHING
     RETURNING 1

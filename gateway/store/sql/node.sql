@@ -17,6 +17,19 @@ FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id;
 
+-- name: store_subjects
+-- Subject references learned from `subject` lines (format 2); a later one for the same
+-- assignment replaces it (the same reference, checked by digest before it gets here).
+INSERT INTO huvudman_node.subject (assignment_id, huvudman, digest, subject_ref)
+SELECT t.assignment_id, $1, t.digest, t.subject_ref
+FROM unnest($2::uuid[], $3::bytea[], $4::text[]) AS t(assignment_id, digest, subject_ref)
+ON CONFLICT (assignment_id) DO UPDATE SET digest = excluded.digest,
+                                          subject_ref = excluded.subject_ref;
+
+-- name: subjects
+SELECT assignment_id, digest, subject_ref FROM huvudman_node.subject
+WHERE huvudman = $1 AND assignment_id = ANY($2::uuid[]);
+
 -- name: ping
 SELECT 1;
 

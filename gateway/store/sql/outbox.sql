@@ -19,6 +19,7 @@ WITH due AS (
     RETURNING d.*
 )
 SELECT c.id, c.event_id, c.measured_at, c.huvudman, c.receiver, c.lane, c.attempts,
+       c.assignment_id, c.more_assignment_ids,
        e.kind, e.event_type, e.stored_at, cp.envelope, k.key_id, k.huvudman AS key_owner,
        k.subject_pseudonym, k.epoch, k.recipient_key_id, k.suite, k.wrapped
 FROM claimed c
@@ -26,6 +27,12 @@ LEFT JOIN event e ON e.event_id = c.event_id AND e.measured_at = c.measured_at
 LEFT JOIN event_copy cp ON cp.event_id = c.event_id AND cp.measured_at = c.measured_at
                        AND cp.recipient = coalesce(c.huvudman, 'hmc-quarantine')
 LEFT JOIN data_key k ON k.key_id = cp.key_id;
+
+-- name: subjects
+-- Sealed subject references to send with a batch (gateway/delivery/subjects.py): once per
+-- assignment and sink, not in every copy. An erased one (NULL) is left out.
+SELECT id, huvudman, subject_sealed FROM assignment
+WHERE id = ANY($1::uuid[]) AND subject_sealed IS NOT NULL;
 
 -- name: settle
 -- What the sinks answered, for a whole claimed batch in one statement. $2 per id: done; retry
