@@ -42,7 +42,7 @@ import asyncpg
 import httpx
 import paho.mqtt.client as mqtt
 
-from adapters import native
+from adapters import native, scaip
 from bench.ingest_drain import (
     RESULTS,
     ROOT,
@@ -54,6 +54,8 @@ from bench.ingest_drain import (
 from gateway.delivery import wire
 from gateway.delivery.scaip_alarm import ref_for
 from gateway.demo import embedded
+from gateway.ownership import registration
+from gateway.store.connector import Store
 from simulator.receivers import RecordingReceiver
 
 HUVUDMAN = "14"
@@ -201,6 +203,26 @@ class ProbeProcess:
                 self.sent[uuid.UUID(row["event_id"])] = (row["mono"], row["wall"])
 
 
+async def _register_units(dsn: str, count: int) -> list[str]:
+    """SCAIP units assigned for alarms to the bench huvudman, routed to the bench centre;
+    returns `CID:PASSWORD` for each, as bench/probe_process.py takes them."""
+    cids = [f"4690{n:06d}" for n in range(count)]
+    passwords = {cid: f"bench-unit-{uuid.uuid4().hex}" for cid in cids}
+    store = await Store.connect(dsn)
+    try:
+        await registration.apply_config(store, registration.ConfigFile(
+            device=[registration.DeviceSpec(id=scaip.device_id(cid, None), type="gps_alarm",
+                                            token=passwords[cid]) for cid in cids],
+            assignment=[registration.AssignmentSpec(
+                device=scaip.device_id(cid, None), huvudman=HUVUDMAN,
+                subject_ref=f"bench-unit-{cid}", legal_basis="HSL", kinds=["alarm"],
+                valid_from=datetime(2026, 1, 1, tzinfo=UTC), alarm_route=ARC_RECEIVER)
+                for cid in cids]))
+    finally:
+        await store.close()
+    return [f"{cid}:{passwords[cid]}" for cid in cids]
+
+
 # --- the outbox, sampled every second ------------------------------------------------------------
 
 class OutboxSampler(threading.Thread):
@@ -329,6 +351,9 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
     dsn, dbname, key_env = asyncio.run(_prepare_database(
         device_ids, Path(tempfile.mkdtemp(prefix="bench-keys-")),
         kinds=("weight", "alarm"), alarm_route=ARC_RECEIVER))
+    sip_port = embedded.free_port()
+    units = asyncio.run(_register_units(dsn, 50)) if channel == "sip" else []
+    sip = {"SIP_PORT": str(sip_port), "SIP_HOST": "127.0.0.1"}
     broker = embedded.start_mosquitto(Path(tempfile.mkdtemp(prefix="bench-mosquitto-")))
     host, port_s = broker.url.removeprefix("mqtt://").split(":")
     port = int(port_s)
@@ -361,7 +386,8 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
         env=common | {"MQTT_CLIENT_ID": CLIENT_ID, "HTTP_PORT": str(http_port),
                       "SINKS_FILE": str(sinks),
                       "MQTT_CHANNELS": "up" if alarm_process else "up,alarm",
-                      "DELIVERY": "off" if delivery_process else "on"},
+                      "DELIVERY": "off" if delivery_process else "on"}
+        | (sip if units and not alarm_process else {}),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     delivery_proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"], cwd=ROOT,
@@ -374,7 +400,7 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
         env=common | {"MQTT_CLIENT_ID": f"{CLIENT_ID}-2",
                       "HTTP_PORT": alarm_url.rsplit(":", 1)[1],
                       "SINKS_FILE": str(arc_only), "MQTT_CHANNELS": "alarm",
-                      "SUPERVISION": "off"},
+                      "SUPERVISION": "off"} | (sip if units else {}),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if alarm_process else None
     sampler = OutboxSampler(dsn)
     try:
@@ -389,7 +415,9 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
             time.sleep(0.1)
         time.sleep(2.0)  # let the dispatcher (and the alarm process) settle
         load = LoadPublisher(host, port, device_ids, rate, seconds, window)
-        probes = ProbeProcess(host, port, device_ids[:50], alarms_per_s, seconds, channel)
+        probes = (ProbeProcess("127.0.0.1", sip_port, units, alarms_per_s, seconds, channel)
+                  if units else
+                  ProbeProcess(host, port, device_ids[:50], alarms_per_s, seconds, channel))
         sampler.start()
         load_started = time.perf_counter()
         load.start()
@@ -447,10 +475,10 @@ def run(seconds: float, rate: int, alarms_per_s: float, devices: int,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "broker": broker.kind},
-        "note": ("Latency is measured from the device's MQTT publish (bench/probe_process.py) "
-                 "to the moment the simulated alarm centre (bench/arc_process.py) reads the "
-                 "<mrq> over SIP/UDP, each in a process of its own; the huvudman's webhook "
-                 "receipt is given beside it."),
+        "note": ("Latency is measured from the device's MQTT publish, or a SCAIP unit's SIP "
+                 "MESSAGE (channel sip) (bench/probe_process.py) to the moment the simulated "
+                 "alarm centre (bench/arc_process.py) reads the <mrq> over SIP/UDP, each in a "
+                 "process of its own; the huvudman's webhook receipt is given beside it."),
         "settings": {"seconds": seconds, "rate_per_s": rate, "alarms_per_s": alarms_per_s,
                      "alarm_channel": channel, "alarm_process": alarm_process,
                      "delivery_process": delivery_process, "nice_bulk": nice_bulk,
@@ -512,8 +540,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alarms-per-s", type=float, default=5)
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--window", type=int, default=500)
-    parser.add_argument("--channel", choices=("alarm", "up"), default="alarm",
-                        help="the topic alarms are published on (docs/mqtt.md)")
+    parser.add_argument("--channel", choices=("alarm", "up", "sip"), default="alarm",
+                        help="the topic alarms are published on (docs/mqtt.md), or sip: "
+                             "SCAIP units sending SIP MESSAGEs to the gateway's SIP listener")
     parser.add_argument("--alarm-process", action="store_true",
                         help="read the alarm channel in a gateway process of its own")
     parser.add_argument("--delivery-process", action="store_true",

@@ -9,6 +9,13 @@ from `time.monotonic()` (CLOCK_MONOTONIC, the same clock in every process of the
 Usage: python -m bench.probe_process HOST PORT CHANNEL PER_S SECONDS DEVICE [DEVICE ...]
 Prints `ready` once connected, starts on a line `go` on stdin, and prints one JSON line per
 alarm published (`event_id`, `mono`, `wall`) when done.
+
+CHANNEL `sip`: HOST PORT are the gateway's SIP listener and each DEVICE is `CID:PASSWORD`, a
+SCAIP unit (simulator/scaip_device.py) that sends its alarms as SIP MESSAGEs over UDP, each
+answered once committed; every unit has exchanged one heartbeat (and so its Digest
+credentials) before `ready`, as a unit in service has. The event id is what the gateway's own
+adapter derives from the `<mrq>` (adapters/scaip.py), so the benchmark can find the alarm at
+the centre by its ref.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from adapters import native
+from adapters import native, scaip
 from adapters.events import event_id
 from bench.ingest_drain import _client
+from simulator.scaip_device import GPS_ALARM, ScaipUnit, UnitSpec
 
 ALARM_TYPE = "fall"
 
@@ -30,6 +39,9 @@ ALARM_TYPE = "fall"
 def main(argv: list[str]) -> None:
     host, port, channel = argv[0], int(argv[1]), argv[2]
     per_s, seconds, devices = float(argv[3]), float(argv[4]), argv[5:]
+    if channel == "sip":
+        _report(_over_sip(host, port, per_s, seconds, devices))
+        return
     c = _client(f"bench-alarms-{uuid.uuid4().hex[:6]}", clean=True)
     connected = threading.Event()
     c.on_connect = lambda *_: connected.set()
@@ -57,6 +69,41 @@ def main(argv: list[str]) -> None:
     time.sleep(0.5)
     c.disconnect()
     c.loop_stop()
+    _report(sent)
+
+
+def _over_sip(host: str, port: int, per_s: float, seconds: float,
+              devices: list[str]) -> list[tuple[uuid.UUID, float, float]]:
+    units = [ScaipUnit(UnitSpec(GPS_ALARM, cid, None, password), (host, port))
+             for cid, password in (d.split(":", 1) for d in devices)]
+    for n, unit in enumerate(units):  # in service: registered, credentials exchanged
+        ref = f"W{n:07d}"
+        if unit.send(unit.mrq(ref, mty=scaip.Mty.PING, hbo=True), ref=ref,
+                     mty=scaip.Mty.PING).snu != scaip.Snu.OK:
+            raise SystemExit("probe: a unit's heartbeat was not accepted")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    sent: list[tuple[uuid.UUID, float, float]] = []
+    started = time.perf_counter()
+    # Each alarm is answered only once committed: sends overlap, as separate units' would.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for k in range(int(per_s * seconds)):
+            due = started + k / per_s
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            unit = units[k % len(units)]
+            ref = f"A{k:07d}"
+            body = unit.mrq(ref, stc=scaip.STC_MANUAL, pri=1, tim=datetime.now(UTC))
+            [alarm] = scaip.parse_mrq(body, received_at=datetime.now(UTC)).events
+            sent.append((alarm.event_id, time.monotonic(), time.time()))
+            pool.submit(unit.send, body, ref=ref)
+    for unit in units:
+        unit.close()
+    return sent
+
+
+def _report(sent: list[tuple[uuid.UUID, float, float]]) -> None:
     for eid, mono, wall in sent:
         sys.stdout.write(json.dumps({"event_id": str(eid), "mono": mono, "wall": wall}) + "\n")
     sys.stdout.flush()

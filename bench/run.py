@@ -16,6 +16,9 @@ def main() -> None:
     # process of its own (the recommended one, docs/operations.md).
     alarm_latency.main([])
     alarm_latency.main(["--alarm-process", "--out", "alarm_latency_alarm_process.json"])
+    # And SCAIP units' alarms over SIP (UDP) to the alarm instance's SIP listener.
+    alarm_latency.main(["--alarm-process", "--channel", "sip",
+                        "--out", "alarm_latency_sip.json"])
 
 
 if __name__ == "__main__":
