@@ -250,8 +250,9 @@ class Pipeline:
             prepared, unpreparable = await self._prepare(lane, list(unique.values()))
             if self._before_commit:
                 self._tell_prepared(prepared, list(unique.values()))
-                if lane is self._alarm:
-                    await asyncio.sleep(0)  # the relay's first sends go out before the commit
+            # Preparing took CPU, and so will encoding the statement's arguments: an alarm that
+            # arrived meanwhile goes first (and the relay's first sends before the commit).
+            await asyncio.sleep(0)
             try:
                 result, rows, unstorable = await self._write_isolating(lane, prepared)
                 break
@@ -263,6 +264,7 @@ class Pipeline:
                 self._preparer.forget_cached_keys()
         unstorable |= unpreparable
         self._tell(CommittedBatch(lane.name, rows, list(unique.values()), result))
+        await asyncio.sleep(0)  # the listeners took their time; the acks will take theirs
         metrics.BATCH_SIZE.observe(len(unique))
         metrics.PENDING.dec(sum(len(s.events) for s in batch))
         claimed: set[uuid.UUID] = set()
