@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -52,13 +53,8 @@ def main(argv: list[str]) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     sent: list[tuple[uuid.UUID, float, float]] = []
-    started = time.perf_counter()
     last = datetime.now(UTC)
-    for k in range(int(per_s * seconds)):
-        due = started + k / per_s
-        now = time.perf_counter()
-        if due > now:
-            time.sleep(due - now)
+    for k in _paced(per_s, seconds):
         device = devices[k % len(devices)]
         at = max(datetime.now(UTC), last + timedelta(microseconds=1))  # a time of its own
         last = at
@@ -84,14 +80,9 @@ def _over_sip(host: str, port: int, per_s: float, seconds: float,
     print("ready", flush=True)
     sys.stdin.readline()
     sent: list[tuple[uuid.UUID, float, float]] = []
-    started = time.perf_counter()
     # Each alarm is answered only once committed: sends overlap, as separate units' would.
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for k in range(int(per_s * seconds)):
-            due = started + k / per_s
-            now = time.perf_counter()
-            if due > now:
-                time.sleep(due - now)
+        for k in _paced(per_s, seconds):
             unit = units[k % len(units)]
             ref = f"A{k:07d}"
             body = unit.mrq(ref, stc=scaip.STC_MANUAL, pri=1, tim=datetime.now(UTC))
@@ -101,6 +92,16 @@ def _over_sip(host: str, port: int, per_s: float, seconds: float,
     for unit in units:
         unit.close()
     return sent
+
+
+def _paced(per_s: float, seconds: float) -> Iterator[int]:
+    """0, 1, 2, ... each at its time: `per_s` a second for `seconds`."""
+    started = time.perf_counter()
+    for k in range(int(per_s * seconds)):
+        wait = started + k / per_s - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        yield k
 
 
 def _report(sent: list[tuple[uuid.UUID, float, float]]) -> None:
