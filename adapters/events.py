@@ -70,6 +70,15 @@ class AlarmType(StrEnum):
     OTHER = "other"
 
 
+class Location(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where in the home a fixed sensor is, as the unit says (SCAIP `lco`, `lva`, `lte`): the
+    night patrol needs to know it is the bedroom, not only that it is the bed sensor."""
+
+    code: int | None = None  # SS 91100 Annex D, e.g. 12 bedroom, 11 bathroom, 39 front door
+    value: str | None = None  # room or zone number (`lva`)
+    text: str | None = None  # the unit's own words (`lte`, e.g. "Sovrum"), at most 32 characters
+
+
 class Alarm(msgspec.Struct, frozen=True, tag="alarm"):
     """Something a person must act on. Never dropped (docs/architecture.md, Invariants)."""
 
@@ -83,6 +92,7 @@ class Alarm(msgspec.Struct, frozen=True, tag="alarm"):
     position: Position | None = None
     technical: bool = False
     flags: tuple[str, ...] = ()
+    location: Location | None = None
 
 
 class DeviceStatus(msgspec.Struct, frozen=True, tag="status"):
@@ -120,6 +130,7 @@ class DeviceEvent(msgspec.Struct, frozen=True, tag="event"):
     received_at: datetime
     source: str
     flags: tuple[str, ...] = ()
+    location: Location | None = None
 
 
 Event = Reading | Alarm | DeviceStatus | PositionFix | DeviceEvent

@@ -56,6 +56,7 @@ from adapters.events import (
     DeviceStatus,
     Event,
     Flag,
+    Location,
     Position,
     PositionFix,
     event_id,
@@ -179,12 +180,27 @@ def parse_mrq(data: bytes, *, received_at: datetime,
     """
     try:
         return _parse_mrq(data, received_at, medication_alarms)
-    except ScaipError:
+    except ScaipError as err:
+        if err.ref is None:  # so the unit can match the answer to what it sent
+            err.ref = scan_ref(data)
         raise
     except AdapterError as err:
-        raise ScaipError(err.field, err.reason, Snu.WRONG_CONTENT) from None
+        raise ScaipError(err.field, err.reason, Snu.WRONG_CONTENT, ref=scan_ref(data)) from None
     except Exception:  # a fault of ours must still get an answer (snu 99)
-        raise ScaipError("mrq", "internal error while parsing", Snu.UNDEFINED) from None
+        raise ScaipError("mrq", "internal error while parsing", Snu.UNDEFINED,
+                         ref=scan_ref(data)) from None
+
+
+_REF_IN_BYTES = re.compile(rb"<(?:[A-Za-z][\w.-]*:)?ref>\s*([0-9A-Za-z]{1,16})\s*"
+                           rb"</(?:[A-Za-z][\w.-]*:)?ref>")
+
+
+def scan_ref(data: bytes) -> str | None:
+    """The `ref` of a request refused before (or instead of) being parsed as XML, found in its
+    bytes without an XML parser (so nothing a hostile document declares is ever expanded):
+    only when there is exactly one, and it is a valid ref; None otherwise."""
+    found = _REF_IN_BYTES.findall(data[:MAX_BODY_BYTES])
+    return found[0].decode("ascii") if len(found) == 1 else None
 
 
 def _root(data: bytes, expected: str) -> ET.Element:
@@ -291,7 +307,8 @@ def _parse_mrq(data: bytes, received_at: datetime, medication_alarms: bool) -> S
                       dty=dty, stc=codes["stc"], callback=codes["cha"] == 1,
                       more_fragments=codes["ame"] or 0)
     position, measured, flags = _location(lge, codes["lco"], received_at, out.rejections)
-    ctx = _Context(dev, ref, measured or received_at, received_at, flags)
+    ctx = _Context(dev, ref, measured or received_at, received_at, flags,
+                   _room(codes["lco"], values, out.rejections))
     priority = codes["pri"] if codes["pri"] is not None else 5
     out.events.extend(_events(ctx, mty, dty, codes["stc"], codes["lco"], priority, position,
                               medication_alarms))
@@ -305,6 +322,7 @@ class _Context:
     measured_at: datetime
     received_at: datetime
     flags: tuple[str, ...] = field(default=())
+    location: Location | None = None
 
     def eid(self, kind: str, stc: int | None) -> uuid.UUID:
         return event_id(self.device_id, f"scaip:{kind}:{stc if stc is not None else 'none'}",
@@ -399,7 +417,8 @@ def _alarm(ctx: _Context, stc: int | None, alarm_type: AlarmType, technical: boo
     return Alarm(event_id=ctx.eid("alarm", stc),
                  device_id=ctx.device_id, alarm_type=alarm_type, measured_at=ctx.measured_at,
                  received_at=ctx.received_at, source=SOURCE, priority=priority,
-                 position=position, technical=technical, flags=ctx.flags)
+                 position=position, technical=technical, flags=ctx.flags,
+                 location=ctx.location)
 
 
 def _status_events(ctx: _Context, dty: int, stc: int, lco: int | None, priority: int,
@@ -424,7 +443,7 @@ def _event(ctx: _Context, kind_tag: str, stc: int | None, event_type: str,
     return DeviceEvent(event_id=ctx.eid(kind_tag, stc),
                        device_id=ctx.device_id, event_type=event_type, kind=kind,
                        measured_at=ctx.measured_at, received_at=ctx.received_at, source=SOURCE,
-                       flags=ctx.flags)
+                       flags=ctx.flags, location=ctx.location)
 
 
 def _heartbeat(ctx: _Context, kind_tag: str, stc: int | None) -> DeviceStatus:
@@ -432,6 +451,32 @@ def _heartbeat(ctx: _Context, kind_tag: str, stc: int | None) -> DeviceStatus:
                         device_id=ctx.device_id, measured_at=ctx.measured_at,
                         received_at=ctx.received_at, source=SOURCE, heartbeat=True,
                         flags=ctx.flags)
+
+
+# `lco` codes that say how a position is given, not where in the home the unit is.
+_POSITION_LCO = frozenset({LCO_GEOFENCE, 33, LCO_GEO, LCO_GGA})
+MAX_LTE = 32  # characters (SS 91100 §6.2)
+MAX_LVA = 16  # the table says 1-2 characters; longer ones seen in the wild are kept up to this
+
+
+def _room(lco: int | None, values: dict[str, str], rejections: list[Rejection],
+          ) -> Location | None:
+    """Where in the home (`lco` other than a position code, `lva`, `lte`); a value that does
+    not fit is left out with a rejection, never refusing the message."""
+    code = lco if lco is not None and lco not in _POSITION_LCO else None
+    value = values.get("lva") or None
+    if value is not None and (len(value) > MAX_LVA or not _PRINTABLE.fullmatch(value)):
+        rejections.append(Rejection("lva", f"not 1-{MAX_LVA} printable characters; left out",
+                                    position="mrq/lva"))
+        value = None
+    text = " ".join((values.get("lte") or "").split()) or None
+    if text is not None and (len(text) > MAX_LTE or not text.isprintable()):
+        rejections.append(Rejection("lte", f"not 1-{MAX_LTE} printable characters; left out",
+                                    position="mrq/lte"))
+        text = None
+    if code is None and value is None and text is None:
+        return None
+    return Location(code, value, text)
 
 
 def _location(lge: ET.Element | None, lco: int | None, received_at: datetime,
@@ -637,7 +682,7 @@ def format_time(ts: datetime) -> str:
 
 def build_mrq(*, ref: str, cid: str, dty: int, mty: str = Mty.MESSAGE, stc: int | None = None,
               did: str | None = None, pri: int | None = None, hbo: bool = False,
-              lco: int | None = None, lva: str | None = None,
+              lco: int | None = None, lva: str | None = None, lte: str | None = None,
               geo: tuple[float, float] | None = None, gga: str | None = None,
               tim: datetime | None = None, crd: tuple[str, ...] = (), cha: bool = False,
               namespace: bool = False, zero_pad: bool = True) -> bytes:
@@ -675,6 +720,8 @@ def build_mrq(*, ref: str, cid: str, dty: int, mty: str = Mty.MESSAGE, stc: int 
         parts.append(f"<lco>{code(lco, 3, 'lco')}</lco>")
     if lva is not None:
         parts.append(f"<lva>{escape(lva)}</lva>")
+    if lte is not None:
+        parts.append(f"<lte>{escape(lte)}</lte>")
     lge: list[str] = []
     if geo is not None:
         _checked_position(geo[0], geo[1], None, "geo")

@@ -52,6 +52,7 @@ from typing import Any, Literal, get_args
 
 from adapters import scaip, sip, sip_digest
 from adapters.errors import AdapterError
+from adapters.events import Alarm, Location
 from adapters.scaip import Mty, ScaipError, Snu
 from adapters.sip import SipError, SipMessage
 
@@ -76,6 +77,7 @@ class Received:
     transport: str  # "UDP", "TCP" or "TLS"
     snu: int | None  # what the ARC answered; None when it sent no `<mrs>`
     hbo: bool = False
+    location: Location | None = None  # where in the home, when the alarm said (lco, lva, lte)
 
 
 @dataclass(slots=True)
@@ -342,9 +344,10 @@ class ScaipArc:
             return
         self.sends[parsed.ref] += 1
         snu = self._snu_for(parsed.ref, parsed.mty)
+        where = next((e.location for e in parsed.events if isinstance(e, Alarm)), None)
         self.received.append(Received(parsed.ref, parsed.mty, parsed.device_id, now,
                                       peer.transport, int(snu) if snu is not None else None,
-                                      parsed.hbo))
+                                      parsed.hbo, where))
         if snu is None:
             return
         ok = snu == Snu.OK

@@ -78,9 +78,16 @@ def alarm_mrq(alarm: Alarm, *, receiver: str, gateway_cid: str, with_position: b
         lco = scaip.LCO_GEO
     if geo is None and lco == scaip.LCO_GEO:
         lco = None
+    # Where in the home a fixed sensor is (the unit's own lco, lva and lte), when the message
+    # has no position code to carry instead: one lco per message, as a unit's has.
+    room = alarm.location
+    lva = None
+    if room is not None and room.code is not None and lco is None:
+        lco, lva = room.code, room.value
     return scaip.build_mrq(ref=ref_for(alarm.event_id, receiver), cid=cid, dty=dty,
                            mty=Mty.MESSAGE,
                            stc=stc, did=did, pri=max(0, min(9, alarm.priority)), lco=lco,
+                           lva=lva, lte=room.text if room is not None else None,
                            geo=geo, tim=alarm.measured_at)
 
 

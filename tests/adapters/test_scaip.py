@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from adapters import scaip, sip
 from adapters.codes import Kind
 from adapters.errors import AdapterError
-from adapters.events import Alarm, AlarmType, DeviceEvent, DeviceStatus, Flag, PositionFix
+from adapters.events import (
+    Alarm,
+    AlarmType,
+    DeviceEvent,
+    DeviceStatus,
+    Flag,
+    Location,
+    PositionFix,
+)
 from adapters.scaip import ScaipError, Snu
 
 RX = datetime(2024, 5, 2, 12, 5, tzinfo=UTC)
@@ -254,6 +262,32 @@ def test_device_id_rule(did: str | None, expected: str) -> None:
     assert parse(data).device_id == expected
 
 
+def test_a_fixed_sensors_room_is_kept_with_its_alarm_and_its_events() -> None:
+    """Issue 16: `lco` (other than a position code), `lva` and `lte` say where in the home."""
+    bed = only(parse(mrq(dty="0012", lco="012", lva="2", lte=" Sovrum ")))
+    assert isinstance(bed, Alarm) and bed.alarm_type == AlarmType.BED_EXIT
+    assert bed.location == Location(code=12, value="2", text="Sovrum")
+    door = only(parse(mrq(dty="0014", stc="0070", lco="039", lte="Entré")))
+    assert isinstance(door, DeviceEvent) and door.event_type == "door_closed"
+    assert door.location == Location(code=39, text="Entré")
+    # A position code says how the position is given, not where in the home.
+    gps = only(parse(mrq(dty="0051", stc="0010", lco="034")))
+    assert isinstance(gps, Alarm) and gps.location is None
+
+
+@pytest.mark.parametrize(("fields", "field", "kept"), [
+    ({"lte": "x" * 33}, "lte", Location(code=12)),
+    ({"lte": "Sov\u200brum"}, "lte", Location(code=12)),  # a format character
+    ({"lva": "x" * 17}, "lva", Location(code=12)),
+])
+def test_a_room_text_that_does_not_fit_is_left_out_not_the_alarm(
+        fields: dict[str, str], field: str, kept: Location) -> None:
+    result = parse(mrq(dty="0012", lco="012", **fields))
+    alarm = only(result)
+    assert isinstance(alarm, Alarm) and alarm.location == kept
+    assert [r.field for r in result.rejections] == [field]
+
+
 def test_callback_and_fragments_are_reported() -> None:
     out = parse(mrq(cha="1", ame="2"))
     assert out.callback and out.more_fragments == 2
@@ -262,14 +296,19 @@ def test_callback_and_fragments_are_reported() -> None:
 # --- every error snu ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(("data", "snu", "field", "ref"), [
-    (b"<mrq><ref>R1</ref>" + b"<dte>x</dte>" * 1000 + b"</mrq>", Snu.TOO_LONG, "mrq", None),
+    # Refused before it is parsed, the ref is still found in its bytes (issue 16), never by
+    # expanding anything the document declares.
+    (b"<mrq><ref>R1</ref>" + b"<dte>x</dte>" * 1000 + b"</mrq>", Snu.TOO_LONG, "mrq", "R1"),
     (mrq(ref="A" * 17), Snu.TOO_LONG, "ref", None),
     (mrq(cid="1" * 33), Snu.TOO_LONG, "cid", "R1"),
     (mrq(dty="12345"), Snu.TOO_LONG, "dty", "R1"),
     (mrq(did="x" * 17), Snu.TOO_LONG, "did", "R1"),
     (b"not xml", Snu.BAD_FORMAT, "mrq", None),
-    (b"<mrq><ref>R1</ref>", Snu.BAD_FORMAT, "mrq", None),
-    (b"<mrs><ref>R1</ref><snu>0</snu></mrs>", Snu.BAD_FORMAT, "mrq", None),
+    (b"<mrq><ref>R1</ref>", Snu.BAD_FORMAT, "mrq", "R1"),
+    (b"<mrs><ref>R1</ref><snu>0</snu></mrs>", Snu.BAD_FORMAT, "mrq", "R1"),
+    (b"<mrq><ref>R1</ref><ref>R2</ref>", Snu.BAD_FORMAT, "mrq", None),  # which one?
+    (b'<!DOCTYPE m [<!ENTITY r "R9">]><mrq><ref>&r;</ref><cid>1</cid><dty>3</dty></mrq>',
+     Snu.BAD_FORMAT, "mrq", None),
     (b"<mrq><ref>R1</ref><cid>1</cid><cid>2</cid><dty>3</dty></mrq>", Snu.BAD_FORMAT, "cid",
      "R1"),
     (b"<mrq><ref>R1</ref><cid><x>1</x></cid><dty>3</dty></mrq>", Snu.BAD_FORMAT, "cid", "R1"),

@@ -23,7 +23,7 @@ import pytest
 
 from adapters import native, scaip
 from adapters.codes import Kind
-from adapters.events import Alarm, AlarmType, DeviceEvent, Position
+from adapters.events import Alarm, AlarmType, DeviceEvent, Location, Position
 from adapters.scaip import Mty, Snu
 from gateway.crypto import Opener, WrappedKey, load_private_key
 from gateway.delivery import alarm_history
@@ -44,6 +44,7 @@ from tests.support import (
     Keys,
     MqttProbe,
     RunningGateway,
+    open_copies,
     register_device,
     register_scaip_unit,
     wait_until,
@@ -279,6 +280,30 @@ async def test_a_scaip_unit_alarm_is_relayed_under_the_units_own_ids(
     await wait_until(lambda: any(r.mty == Mty.MESSAGE for r in primary.received), timeout=5)
     relayed = [r for r in primary.received if r.mty == Mty.MESSAGE]
     assert [r.device_id for r in relayed] == [unit_device.id]
+
+
+async def test_a_bed_sensors_room_reaches_the_centre_and_the_huvudman(
+        gateway: RunningGateway, store: Store, arcs: Arcs, keys: Keys) -> None:
+    """Issue 16: the unit's `lco` and `lte` (where in the home) are kept with the alarm, in the
+    huvudman's sealed copy and in the `<mrq>` to the centre."""
+    primary, _ = _pair(arcs, "test-arc-scaip")
+    unit_device, unit = await _scaip_unit(store, gateway, "test-arc-scaip", "BED-1")
+    try:
+        ref = "ROOM1"
+        body = scaip.build_mrq(ref=ref, cid=unit.spec.cid, dty=scaip.DTY_BED, did="BED-1",
+                               lco=12, lte="Sovrum")
+        outcome = await asyncio.to_thread(unit.send, body, ref=ref)
+    finally:
+        unit.close()
+    assert outcome.snu == Snu.OK
+    await wait_until(lambda: any(r.mty == Mty.MESSAGE for r in primary.received), timeout=5)
+    [relayed] = [r for r in primary.received if r.mty == Mty.MESSAGE]
+    assert relayed.location == Location(code=12, text="Sovrum")
+    rows = await store.pool.fetch(
+        "SELECT event_id FROM event WHERE device_id = $1 AND event_type = 'alarm'",
+        unit_device.id)
+    copies = await open_copies(store, keys, rows[0]["event_id"])
+    assert copies[NO_SINK].event.location == Location(code=12, text="Sovrum")
 
 
 async def test_a_unit_that_cancels_its_alarm_has_the_cancellation_relayed_to_the_arc(

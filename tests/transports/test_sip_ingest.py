@@ -277,12 +277,12 @@ async def test_heartbeat_gets_hbi_only_when_the_unit_lets_the_receiver_set_it(
 
 
 @pytest.mark.parametrize(("body", "snu", "ref"), [
-    (b"<mrq><ref>BAD1</ref><cid>{cid}</cid><dty>51", Snu.BAD_FORMAT, None),  # not well formed
+    (b"<mrq><ref>BAD1</ref><cid>{cid}</cid><dty>51", Snu.BAD_FORMAT, "BAD1"),  # not well formed
     (b"<mrq><ref>BAD2</ref><cid>{cid}</cid></mrq>", Snu.MANDATORY_MISSING, "BAD2"),  # no dty
     (b"<mrq><cid>{cid}</cid><dty>51</dty></mrq>", Snu.REF_MISSING, None),
     (b"<mrq><ref>BAD4</ref><cid>{cid}</cid><dty>51</dty><mty>XX</mty></mrq>",
      Snu.WRONG_CONTENT, "BAD4"),
-    (XXE, Snu.BAD_FORMAT, None),
+    (XXE, Snu.BAD_FORMAT, "XXE1"),  # its ref read from the bytes; the entity never expanded
 ])
 async def test_malformed_request_gets_its_snu_and_nothing_is_stored(
         body: bytes, snu: Snu, ref: str | None, store: Store, gps: FakeDevice,
