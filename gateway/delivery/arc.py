@@ -204,9 +204,14 @@ class ArcForwarder:
         """Right after a commit, before anything else hears of it: the history of its alarms
         can be written now; new alarms not relayed yet (a pipeline without `prepared`) leave
         now; and a device's cancellation follows its alarm."""
-        arcs = [d for d in batch.rows.deliveries if d.target == "arc" and d.receiver is not None]
+        arcs = [d for d in batch.rows.deliveries if d.target == "arc" and d.receiver is not None
+                ] if batch.lane == "alarm" else []
         for d in arcs:
-            self._now_committed((d.event_id, d.receiver or ""))
+            key = (d.event_id, d.receiver or "")
+            if d.event_id in batch.new_ids:
+                self._now_committed(key)
+            else:
+                self._stored_before(key)
         if not batch.new_ids:
             return
         if arcs:
@@ -365,6 +370,19 @@ class ArcForwarder:
             for what, write in uncommitted.writes:
                 self._writes.put_nowait((what, write))
 
+    def _stored_before(self, key: _Key) -> None:
+        """The device sent again an alarm stored earlier (its acknowledgement was lost): the
+        stored row has its own sender (this instance, another, or recovery after its lease), so
+        the resend's relay stops here. If it already reached the centre, it did so under the
+        same ref: the same alarm to the centre."""
+        uncommitted = self._uncommitted.pop(key, None)
+        if uncommitted is None:
+            return  # not relayed by this batch (being sent already, or accepted recently)
+        task = self._jobs.get(key)
+        if task is not None:
+            task.cancel()
+        log.info("arc_resend_of_stored_alarm", event_id=str(key[0]), receiver=key[1])
+
     async def _writer(self) -> None:
         while True:
             what, write = await self._writes.get()
@@ -435,6 +453,12 @@ class ArcForwarder:
         rows = await self._store.arc.claim(limit, list(self._specs), [k[0] for k in self._jobs],
                                            timedelta(seconds=self.lease_s))
         for row in rows:
+            key = (row.event_id, row.receiver)
+            if key in self._relayed:  # accepted here; its settlement is still on its way
+                at = datetime.now(UTC)
+                self._later(None, "done", functools.partial(_done, row.event_id, row.receiver,
+                                                            at))
+                continue
             job = self._open(row)
             if job is None:
                 self._later(None, "dead", _dead(row.id, "relay copy cannot be opened"))
@@ -526,6 +550,10 @@ def jobs_from(deliveries: Sequence[DeliveryRow], events: Sequence[Event],
               if isinstance(e, Alarm) and (new_ids is None or e.event_id in new_ids)}
     return [ArcJob(d.event_id, d.receiver, alarms[d.event_id], d.with_position)
             for d in arcs if d.receiver is not None and d.event_id in alarms]
+
+
+async def _done(event_id: uuid.UUID, receiver: str, at: datetime, q: ArcQueries) -> None:
+    await q.done(event_id, receiver, 0, at)
 
 
 def _dead(delivery_id: int, reason: str) -> _Write:

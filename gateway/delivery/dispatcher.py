@@ -219,8 +219,9 @@ class Dispatcher:
 
     async def _request(self, sink: Sink, chunk: Sequence[Claimed]) -> Sequence[ItemResult]:
         items = [c.item for c in chunk if c.item is not None]
+        # The database's fault, not the sink's: raised to the cycle, which retries later.
+        subjects = await self._subjects.needed(sink.name, chunk)
         try:
-            subjects = await self._subjects.needed(sink.name, chunk)
             results = await sink.send(items, subjects)
         except Exception as err:  # a sink's bug must not stop the lane; the items wait
             log.error("sink_failed", sink=sink.name, error=type(err).__name__)

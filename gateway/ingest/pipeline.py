@@ -248,7 +248,7 @@ class Pipeline:
                 unique.setdefault(event.event_id, event)
         while True:
             prepared, unpreparable = await self._prepare(lane, list(unique.values()))
-            if self._before_commit:
+            if self._before_commit and lane is self._alarm:  # only alarm batches hold alarms
                 self._tell_prepared(prepared, list(unique.values()))
             # Preparing took CPU, and so will encoding the statement's arguments: an alarm that
             # arrived meanwhile goes first (and the relay's first sends before the commit).

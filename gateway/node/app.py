@@ -66,9 +66,9 @@ class Receiver:
             else:  # no event id to answer for: the sender retries it as unanswered
                 metrics.ITEMS.labels("undecodable").inc()
         async with self._opening:
-            opened, learned = await asyncio.to_thread(self._open_all, items, lines)
+            opened, learned, refused = await asyncio.to_thread(self._open_all, items, lines)
             known = await self._subjects_for(opened, learned)
-            outcomes = [self._finish(o, known) for o in opened]
+            outcomes = [self._finish(o, known, refused) for o in opened]
         to_store: list[OpenedCopy] = []
         seen: set[uuid.UUID] = set()
         for item, outcome in zip(items, outcomes, strict=True):
@@ -103,22 +103,25 @@ class Receiver:
         return results
 
     def _open_all(self, items: Sequence[wire.Item], lines: Sequence[wire.SubjectLine],
-                  ) -> tuple[list[OpenedItem | str], dict[uuid.UUID, KnownSubject]]:
+                  ) -> tuple[list[OpenedItem | str], dict[uuid.UUID, KnownSubject],
+                             dict[uuid.UUID, str]]:
         out: list[OpenedItem | str] = []
         for item in items:
             try:
                 out.append(self.opener.open(item))
-            except Refused as refused:
-                out.append(refused.reason)
+            except Refused as why:
+                out.append(why.reason)
         learned: dict[uuid.UUID, KnownSubject] = {}
+        refused: dict[uuid.UUID, str] = {}
         for line in lines:
             try:
                 learned[line.assignment_id] = self.opener.open_subject_line(line)
-            except Refused as refused:  # its items are answered for: retried, or refused
-                metrics.REJECTED.labels(refused.reason).inc()
+            except Refused as why:  # the items that need it are refused for the same reason
+                refused[line.assignment_id] = why.reason
+                metrics.REJECTED.labels(why.reason).inc()
                 log.warning("subject_line_refused", assignment_id=str(line.assignment_id),
-                            reason=refused.reason)
-        return out, learned
+                            reason=why.reason)
+        return out, learned, refused
 
     async def _subjects_for(self, opened: Sequence[OpenedItem | str],
                             learned: dict[uuid.UUID, KnownSubject],
@@ -141,14 +144,16 @@ class Receiver:
         while len(self._known) > KNOWN_SUBJECTS:
             del self._known[next(iter(self._known))]
 
-    def _finish(self, opened: OpenedItem | str,
-                known: dict[uuid.UUID, KnownSubject]) -> OpenedCopy | str:
+    def _finish(self, opened: OpenedItem | str, known: dict[uuid.UUID, KnownSubject],
+                refused: dict[uuid.UUID, str]) -> OpenedCopy | str:
         if isinstance(opened, str):
             return opened
         try:
             return self.opener.finish(opened, known)
         except SubjectUnknown:
-            return SUBJECT_UNKNOWN
+            # Sent, but not openable here: sending it again would not help.
+            return next((refused[a] for a in opened.wanted if a in refused and a not in known),
+                        SUBJECT_UNKNOWN)
         except Refused as refused:
             return refused.reason
 

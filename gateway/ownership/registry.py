@@ -39,14 +39,15 @@ class Registry:
     def __init__(self) -> None:
         self.snapshot = Snapshot()
         self.version = 0
+        self._digests: dict[bytes, bytes] = {}
+        self._digests_now: dict[bytes, bytes] = {}
 
     async def reload(self, store: Store) -> None:
         devices = {d.id: d for d in await store.registry.devices()}
         assignments = AssignmentIndex(
             Assignment(
                 id=r.id, device_id=r.device_id, huvudman=r.huvudman, subject_key=r.subject_key,
-                subject_sealed=r.subject_sealed,
-                subject_digest=subject_digest(r.subject_sealed) if r.subject_sealed else None,
+                subject_sealed=r.subject_sealed, subject_digest=self._digest(r.subject_sealed),
                 legal_basis=LegalBasis(r.legal_basis),
                 kinds=frozenset(Kind(k) for k in r.kinds), valid_from=r.valid_from,
                 valid_to=r.valid_to, alarm_route=r.alarm_route,
@@ -62,6 +63,17 @@ class Registry:
             public_keys=public_keys,
         )
         self.version += 1
+        self._digests = self._digests_now
+        self._digests_now = {}
+
+    def _digest(self, sealed: bytes | None) -> bytes | None:
+        """The digest of a sealed subject reference, kept from the last reload: the registry
+        reloads on every change, and the references themselves change only when made."""
+        if sealed is None:
+            return None
+        digest = self._digests.get(sealed) or subject_digest(sealed)
+        self._digests_now[sealed] = digest
+        return digest
 
     def device(self, device_id: str) -> Device | None:
         return self.snapshot.devices.get(device_id)

@@ -30,12 +30,13 @@ from gateway.delivery import alarm_history
 from gateway.delivery.arc import ArcForwarder, ArcJob, jobs_from
 from gateway.delivery.arc_config import ArcSpec
 from gateway.delivery.scaip_alarm import did_for, ref_for
+from gateway.ingest.pipeline import CommittedBatch
 from gateway.ingest.sealing import RelayPlaintext, build_sealing
 from gateway.ownership.registry import Registry
 from gateway.settings import Settings
 from gateway.store.alarms import AlarmDelivery
 from gateway.store.connector import Store
-from gateway.store.events import BatchRows
+from gateway.store.events import BatchRows, DeliveryRow
 from simulator.arc import ScaipArc
 from simulator.scaip_device import ScaipUnit, UnitSpec
 from tests.support import (
@@ -449,3 +450,39 @@ async def test_a_database_outage_does_not_hold_up_escalation(database_url: str) 
         await forwarder.stop()
         await busy.stop()
         await ok.stop()
+
+
+async def test_a_resend_of_an_alarm_stored_earlier_is_left_to_its_own_sender(
+        store: Store) -> None:
+    """After a restart (nothing in memory) a device resends an alarm stored before (its
+    acknowledgement was lost): the relay that started while it was committed stops once the
+    commit says it was stored already; the stored row has its own sender (its lease, then
+    recovery), and no history is written for the resend."""
+    arc = ScaipArc(tcp=False)
+    await arc.start()
+    spec = ArcSpec(receiver="test-arc-resend", cid="4600000001",
+                   primary=f"udp://127.0.0.1:{arc.udp_port}", answer_timeout_s=1.0)
+    forwarder = ArcForwarder(store, {spec.receiver: spec}, heartbeats=False, lease_s=30.0)
+    await forwarder.start()
+    try:
+        at = datetime(2026, 11, 22, 5, tzinfo=UTC)
+        alarm = Alarm(event_id=uuid.uuid4(), device_id="T-RESEND", alarm_type=AlarmType.FALL,
+                      measured_at=at, received_at=at, source="native")
+        rows = BatchRows(deliveries=[DeliveryRow(alarm.event_id, NO_SINK, None, "alarm",
+                                                 spec.receiver, target="arc")])
+        forwarder.prepared(rows, [alarm])
+        forwarder.committed(CommittedBatch("alarm", rows, [alarm], frozenset()))
+        await asyncio.sleep(0.5)
+        assert arc.requests(ref_for(alarm.event_id, spec.receiver)) == []
+        # A new one in the same situation goes out, and its history waits for its commit.
+        fresh = msgspec.structs.replace(alarm, event_id=uuid.uuid4())
+        rows = BatchRows(deliveries=[DeliveryRow(fresh.event_id, NO_SINK, None, "alarm",
+                                                 spec.receiver, target="arc")])
+        forwarder.prepared(rows, [fresh])
+        assert await wait_until(lambda: arc.requests(ref_for(fresh.event_id, spec.receiver)),
+                                timeout=3)
+    finally:
+        await forwarder.stop()
+        await arc.stop()
+    assert await store.alarms.arc_attempts(alarm.event_id) == []
+    assert await store.alarms.arc_attempts(fresh.event_id) == []  # never committed

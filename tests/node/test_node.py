@@ -182,10 +182,11 @@ async def test_a_node_without_the_subject_asks_for_it_and_checks_what_it_is_sent
         item = await _item(store, ids[0], CODE)
         key = str(ids[0])
         assert _answer(await _post(fresh, [item], secret)) == [(key, "retry", "subject unknown")]
-        # Another assignment's sealed reference under this id does not open (HPKE binds it).
+        # Another assignment's sealed reference under this id does not open (HPKE binds it):
+        # refused, since sending it again would not help.
         moved = wire.subject_line(CODE, assignment, bytes(other))
         assert _answer(await _post(fresh, [item], secret, [moved])) == [
-            (key, "retry", "subject unknown")]
+            (key, "rejected", "subject reference does not open")]
         # One that opens but is not the reference the copy was sealed with: refused.
         swapped = wire.subject_line(CODE, assignment, seal_subject(
             keys.private(CODE).public_key(), assignment, "test-swapped"))

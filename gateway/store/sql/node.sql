@@ -18,8 +18,9 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id;
 
 -- name: store_subjects
--- Subject references learned from `subject` lines (format 2); a later one for the same
--- assignment replaces it (the same reference, checked by digest before it gets here).
+-- Subject references learned from `subject` lines (format 2), each opened for its assignment
+-- by the node's key; a later one for the same assignment replaces it (each copy is checked
+-- against the digest it was sealed with, so a replaced one cannot open older copies wrongly).
 INSERT INTO huvudman_node.subject (assignment_id, huvudman, digest, subject_ref)
 SELECT t.assignment_id, $1, t.digest, t.subject_ref
 FROM unnest($2::uuid[], $3::bytea[], $4::text[]) AS t(assignment_id, digest, subject_ref)
