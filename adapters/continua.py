@@ -599,13 +599,24 @@ def _error_location(rejection: Rejection) -> str:
     return ""
 
 
+# HL7 v2 table 0357 (message error condition codes), the ones this gateway answers with.
+TABLE_0357: Final = {
+    "101": "Required field missing", "102": "Data type error", "103": "Table value not found",
+    "200": "Unsupported message type", "203": "Unsupported version id",
+    "204": "Unknown key identifier", "207": "Application internal error"}
+_BY_FIELD: Final = {"MSH-9": "200", "MSH-12": "203", "OBX-3": "103", "OBX-6": "103",
+                    "OBX-11": "103"}
+
+
 def _hl7_error_code(rejection: Rejection) -> str:
-    # HL7 table 0357: 101 required field missing, 102 data type error, 103 table value not found.
-    if rejection.reason.startswith("required"):
-        return "101^Required field missing^HL70357"
-    if rejection.field in ("OBX-3", "OBX-6", "OBX-11", "MSH-9", "MSH-12"):
-        return "103^Table value not found^HL70357"
-    return "102^Data type error^HL70357"
+    """The ERR-3 code: the rejection's own (an application refusal), else by what is wrong."""
+    if rejection.code in TABLE_0357:
+        code = rejection.code
+    elif rejection.reason.startswith("required"):
+        code = "101"
+    else:
+        code = _BY_FIELD.get(rejection.field, "102")
+    return f"{code}^{TABLE_0357[code]}^HL70357"
 
 
 def build_ack(msh_control_id: str, code: str, reason: str | None = None, *,

@@ -34,6 +34,9 @@ class Rejection(msgspec.Struct, frozen=True, omit_defaults=True):
     reason: str
     position: str | None = None
     index: int | None = None
+    # The refusal in the protocol's own table, where it has one and the field does not decide
+    # it (PCD-01: HL7 table 0357, e.g. "204" unknown key identifier).
+    code: str | None = None
 
 
 @dataclass(slots=True)

@@ -227,7 +227,7 @@ def test_ack_for_refused_message_keeps_control_id() -> None:
         _parse(payload)
     ack = continua.ack_for_error(payload, caught.value, at=RECEIVED)
     assert ack.split("\r")[1].startswith("MSA|AR|MSGID1234|")
-    assert "ERR||MSH^1^12|103^" in ack
+    assert "ERR||MSH^1^12|203^" in ack
 
 
 XXE = b"""<?xml version="1.0"?>

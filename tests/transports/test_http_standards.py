@@ -197,7 +197,8 @@ async def test_pcd01_bad_messages_are_answered_ae_or_ar_with_the_reason(
     ack = _segments(answer.text)
     assert answer.status_code == 200
     assert ack[1][:3] == ["MSA", "AR", "MSG-ADT"] and "expected an ORU" in ack[1][3]
-    assert next(e for e in ack if e[0] == "ERR")[2] == "MSH^1^9"
+    err = next(e for e in ack if e[0] == "ERR")
+    assert err[2] == "MSH^1^9" and err[3] == "200^Unsupported message type^HL70357"
     # One unusable row: AE with an ERR locating it; the good row is stored.
     er7 = _oru("MSG-AE", [_scale_group(scale.id, 70.0)]).rstrip("\r") + (
         f"\rOBX|9|NM|150364^MDC_TEMP_BODY^MDC|1.0.0.9|36.6|999999^^MDC|||||R|||||||"
@@ -235,8 +236,19 @@ async def test_pcd01_reading_of_a_device_not_paired_with_the_hub_is_refused(
     # The cuff's device row and its four rows (OBX 3..7) carry its EUI-64 in OBX-18.
     assert [e[2] for e in errs] == [f"OBX^{n}^18" for n in range(3, 8)]
     assert all("paired hub" in e[8] for e in errs)
+    # An application refusal (HL7 table 0357), not an error in the message's data.
+    assert {e[3] for e in errs} == {"207^Application internal error^HL70357"}
     assert len(await _rows(store, mine.id)) == 1
     assert await _rows(store, theirs.id) == []
+    # A device the gateway does not know at all: 204 unknown key identifier, per row.
+    stranger = _eui()
+    answer = await _post(gateway, "/pcd01/hl7v2", _oru(
+        "MSG-PAIR-3", [_scale_group(mine.id, 71.0), _scale_group(stranger, 72.0)]).encode(),
+        "application/hl7-v2", hub.token)
+    errs = [s for s in _segments(answer.text) if s[0] == "ERR"]
+    assert [e[2] for e in errs] == ["OBX^3^18", "OBX^4^18"]  # its device row and reading
+    assert {(e[3], "register it" in e[8]) for e in errs} == {
+        ("204^Unknown key identifier^HL70357", True)}
     # Nothing of the message usable: still AE, and nothing stored.
     only_theirs = _oru("MSG-PAIR-2", [_cuff_group(theirs.id)])
     answer = await _post(gateway, "/pcd01/hl7v2", only_theirs.encode(), "application/hl7-v2",
@@ -308,6 +320,29 @@ async def test_phd_fhir_bundle_from_a_hub_not_paired_is_refused_per_entry(
                                                                   ("pulse", 149530)}
     stored = await _stored_text(store, [phd])
     assert "sisansarahId" not in stored and "sisansarahId" not in answer.text
+
+
+async def test_phd_fhir_device_on_its_own_and_unknown_paths_answer_in_fhir(
+        gateway: RunningGateway, store: Store) -> None:
+    """Issue 16: a bare Device is taken at /fhir/Device as inside a Bundle (nothing stored);
+    any other FHIR path answers with an OperationOutcome, never a bare `{"detail": ...}`."""
+    hub = await register(store, gateway, device_type="continua_hub")
+    device = {"resourceType": "Device", "identifier": [{
+        "system": "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680",
+        "value": "74-E8-FF-FE-FF-05-1C-00"}]}
+    answer = await _post(gateway, "/fhir/Device", msgspec.json.encode(device),
+                         "application/fhir+json", hub.token)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/fhir+json")
+    for method, path in (("POST", "/fhir/Encounter"), ("GET", "/fhir/Observation/1"),
+                         ("DELETE", "/fhir/Device/1")):
+        async with httpx.AsyncClient(base_url=gateway.http) as client:
+            answer = await client.request(method, path, headers={
+                "Authorization": f"Bearer {hub.token}", "Content-Type": "application/fhir+json"})
+        assert answer.status_code == 404
+        body = answer.json()
+        assert body["resourceType"] == "OperationOutcome" and "detail" not in body
+        assert body["issue"][0]["code"] == "not-supported"
 
 
 async def test_phd_fhir_single_observation(gateway: RunningGateway, store: Store) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
@@ -73,6 +73,7 @@ JSON_TYPES: Final = frozenset({"application/json", FHIR_JSON})
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 _NOT_PAIRED: Final = ("the authenticated uploader may not send this device's readings: it is "
                       "neither the device nor its paired hub")
+_NOT_REGISTERED: Final = "the gateway does not know this device: register it with this hub"
 _AUTH_HEADERS: Final = {"WWW-Authenticate": 'Bearer, Basic realm="gateway"'}
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n|&#13;|&#x[dD];|&#10;|&#x[aA];")
 # Observation elements the answer to a single create echoes; subject, performer and narrative
@@ -130,7 +131,8 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
         mine, foreign = ingest.split(uploader.id, message.parsed.events)
         refused = list(message.parsed.rejections)
         if foreign:
-            refused += _pcd01_refusals(body, foreign)
+            refused += _pcd01_refusals(body, foreign,
+                                       lambda d: registry.device(d) is not None)
         count_rejections(refused)
         ack_to = message.sending_application
         if mine:
@@ -203,7 +205,8 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
                 "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
 
     async def fhir_upload(request: Request, authorization: str | None,
-                          content_type: str | None, single: bool) -> Response:
+                          content_type: str | None, single: str | None) -> Response:
+        """`single`: the resource type this path takes alone; None: a Bundle."""
         started = time.monotonic()
         received_at = datetime.now(UTC)
         try:
@@ -228,9 +231,9 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
         except AdapterError as err:
             count_rejections([err.rejection()])
             return fhir(*phd_fhir.error_response(err))
-        if upload.bundle == single or (
-                single and upload.outcomes[0].resource_type != "Observation"):
-            wanted = "an Observation" if single else "a transaction or batch Bundle"
+        if upload.bundle == (single is not None) or (
+                single is not None and upload.outcomes[0].resource_type != single):
+            wanted = f"one {single}" if single else "a transaction or batch Bundle"
             count_refusal("resourceType")
             return fhir(400, outcome("invalid", f"this endpoint takes {wanted}"))
         mine, foreign = ingest.split(uploader.id, upload.parsed.events)
@@ -252,7 +255,7 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
                 return fhir(503, outcome("transient", "storage is slow to commit; retry the "
                                                       "same request"))
         status, answer = phd_fhir.response(upload)
-        if single and status == 201:
+        if single == "Observation" and status == 201:
             return _created_observation(body, upload.outcomes[0], request)
         return fhir(status, answer)
 
@@ -275,7 +278,7 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
     async def fhir_bundle(request: Request,
                           authorization: Annotated[str | None, Header()] = None,
                           content_type: Annotated[str | None, Header()] = None) -> Response:
-        return await fhir_upload(request, authorization, content_type, single=False)
+        return await fhir_upload(request, authorization, content_type, single=None)
 
     @router.post(
         "/fhir/Observation", tags=["HL7 PHD FHIR"],
@@ -293,12 +296,37 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
     async def fhir_observation(request: Request,
                                authorization: Annotated[str | None, Header()] = None,
                                content_type: Annotated[str | None, Header()] = None) -> Response:
-        return await fhir_upload(request, authorization, content_type, single=True)
+        return await fhir_upload(request, authorization, content_type, single="Observation")
 
     @router.get("/fhir/metadata", tags=["HL7 PHD FHIR"], response_class=Response,
                 summary="CapabilityStatement (what this FHIR endpoint accepts)")
     async def fhir_metadata() -> Response:
         return fhir(200, _CAPABILITY)
+
+    def alone(resource_type: str) -> Callable[..., Awaitable[Response]]:
+        async def upload(request: Request,
+                         authorization: Annotated[str | None, Header()] = None,
+                         content_type: Annotated[str | None, Header()] = None) -> Response:
+            return await fhir_upload(request, authorization, content_type, single=resource_type)
+        return upload
+
+    for resource_type in ("Device", "Patient"):
+        router.add_api_route(
+            f"/fhir/{resource_type}", alone(resource_type), methods=["POST"],
+            tags=["HL7 PHD FHIR"], response_class=Response,
+            summary=f"One {resource_type} resource, as a PHG may send it on its own: answered "
+                    "200 as inside a Bundle, nothing stored (docs/formats/phd-fhir.md)",
+            openapi_extra={"requestBody": {"required": True, "content": {
+                FHIR_JSON: {"schema": {"type": "object"}}}}})
+
+    @router.api_route("/fhir/{rest:path}", include_in_schema=False, response_class=Response,
+                      methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    async def fhir_unknown(rest: str) -> Response:
+        # A FHIR client reads OperationOutcomes, never a bare {"detail": ...}.
+        return fhir(404, outcome("not-supported", "this endpoint takes POST /fhir (a "
+                                 "transaction or batch Bundle, or one resource), POST "
+                                 "/fhir/Observation, /fhir/Device, /fhir/Patient and GET "
+                                 "/fhir/metadata"))
 
     # --- Open mHealth and vendor JSON ---------------------------------------------------------
 
@@ -428,8 +456,12 @@ def _osmand_params(params: Mapping[str, str]) -> formats.Parse:
     return parse
 
 
-def _pcd01_refusals(body: bytes, foreign: Sequence[Event]) -> list[Rejection]:
-    """One rejection per OBX row naming a device the uploader may not speak for.
+def _pcd01_refusals(body: bytes, foreign: Sequence[Event],
+                    registered: Callable[[str], bool]) -> list[Rejection]:
+    """One rejection per OBX row naming a device the uploader may not speak for: an
+    application refusal in HL7 terms (table 0357: 204 unknown key identifier for a device the
+    gateway does not know, 207 application error for one that is not this hub's), not an error
+    in the message.
 
     The adapter does not say which row an event came from, so the rows are located by their
     OBX-18 EUI-64 (every Continua row carries it; device rows always do). This only places the
@@ -437,10 +469,12 @@ def _pcd01_refusals(body: bytes, foreign: Sequence[Event]) -> list[Rejection]:
     is reported at MSH-3.
     """
     devices = list(dict.fromkeys(e.device_id for e in foreign))
+    why = {d: (_NOT_PAIRED, "207") if registered(d) else (_NOT_REGISTERED, "204")
+           for d in devices}
     text = body.decode("utf-8", errors="replace")
     start = text.find("MSH")
     if start < 0 or len(text) < start + 5:
-        return [Rejection("MSH-3", _NOT_PAIRED)]
+        return [Rejection("MSH-3", why[d][0], code=why[d][1]) for d in devices]
     field_sep, comp_sep = text[start + 3], text[start + 4]
     rows: dict[str, list[int]] = {d: [] for d in devices}
     obx = 0
@@ -456,9 +490,11 @@ def _pcd01_refusals(body: bytes, foreign: Sequence[Event]) -> list[Rejection]:
                 rows[found].append(obx)
     out: list[Rejection] = []
     for device in devices:
-        out.extend(Rejection("OBX-18", _NOT_PAIRED, position=f"OBX[{n}]") for n in rows[device])
+        reason, code = why[device]
+        out.extend(Rejection("OBX-18", reason, position=f"OBX[{n}]", code=code)
+                   for n in rows[device])
         if not rows[device]:
-            out.append(Rejection("MSH-3", _NOT_PAIRED))
+            out.append(Rejection("MSH-3", reason, code=code))
     return out
 
 
