@@ -26,6 +26,9 @@ class Flag(StrEnum):
     CLOCK_IMPLAUSIBLE = "clock_implausible"
     CONVERTED_UNIT = "converted_unit"
     LATE = "late"
+    # The source gave no exact time: the gateway placed it (Open mHealth 1.x: a data point
+    # without a time frame, or a date and a part of the day; docs/formats/omh.md says how).
+    TIME_INFERRED = "time_inferred"
 
 
 class Quantity(msgspec.Struct, frozen=True):

@@ -35,11 +35,12 @@ Choices (docs/formats/omh.md says the same to integrators):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -55,10 +56,10 @@ MAX_DATA_POINTS = 1000
 # Schema name -> the versions this adapter implements. Only versions whose shape was checked
 # against the published test data are listed; others get "unsupported schema version".
 SUPPORTED_SCHEMAS: Final[Mapping[str, frozenset[str]]] = {
-    "body-weight": frozenset({"3.0"}),
+    "body-weight": frozenset({"1.0", "2.0", "3.0"}),
     "blood-pressure": frozenset({"4.0"}),
-    "oxygen-saturation": frozenset({"2.0"}),
-    "heart-rate": frozenset({"2.0"}),
+    "oxygen-saturation": frozenset({"1.0", "2.0"}),
+    "heart-rate": frozenset({"1.0", "1.1", "2.0"}),
     "body-temperature": frozenset({"4.0"}),
     "geoposition": frozenset({"1.0"}),
 }
@@ -112,6 +113,21 @@ _DURATION_SECONDS: Final[Mapping[str, float]] = {
     "d": 86400.0, "wk": 604800.0, "Mo": 2629746.0, "yr": 31556952.0,
 }
 
+# Versions whose time frame is optional (1.x: a value with no time), and versions whose time
+# frame is Open mHealth's own time-frame-1.x, whose interval may also be a date and a part of the
+# day (the IEEE 1752 time frame of the newer versions dropped that).
+_TIME_FRAME_OPTIONAL: Final = frozenset({
+    ("body-weight", "1.0"), ("heart-rate", "1.0"), ("heart-rate", "1.1"),
+    ("oxygen-saturation", "1.0")})
+_PART_OF_DAY_ALLOWED: Final = frozenset({
+    ("body-weight", "1.0"), ("body-weight", "2.0"), ("heart-rate", "1.0"), ("heart-rate", "1.1"),
+    ("heart-rate", "2.0"), ("oxygen-saturation", "1.0"), ("oxygen-saturation", "2.0")})
+# Where a part of the day ends (the reading is placed at the end of its interval, as any other
+# interval is), in hours after the date's midnight, UTC: a date without an offset is UTC.
+_PART_OF_DAY_ENDS: Final[Mapping[str, int]] = {
+    "night": 6, "morning": 12, "afternoon": 18, "evening": 24}
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?")
 _SCHEMA_ARG = re.compile(r"(?P<ns>[a-z0-9-]+):(?P<name>[a-z0-9-]+):(?P<version>[0-9A-Za-z.]+)")
@@ -121,6 +137,8 @@ _SCHEMA_ARG = re.compile(r"(?P<ns>[a-z0-9-]+):(?P<name>[a-z0-9-]+):(?P<version>[
 class _Context:
     device_id: str
     received_at: datetime
+    schema: tuple[str, str] = ("", "")  # (name, version) of the data point being read
+    created_at: datetime | None = None  # its header's creation_date_time, when it has one
 
 
 # --- entry point ---------------------------------------------------------------------------
@@ -230,7 +248,13 @@ def _data_point(doc: Any, expected: tuple[str, str] | None, prefix: str,
         if expected is None:
             raise AdapterError("schema", "a body without header needs the schema from the caller")
         schema, body = expected, doc
-    return _MAPPERS[schema[0]](body, prefix, ctx)
+    created = doc.get("header", {}).get("creation_date_time") if "header" in doc else None
+    try:
+        created_at = _date_time(created, "header.creation_date_time") if created else None
+    except AdapterError:
+        created_at = None  # only ever a fallback for a missing time frame
+    return _MAPPERS[schema[0]](body, prefix, dataclasses.replace(
+        ctx, schema=schema, created_at=created_at))
 
 
 # --- field helpers -------------------------------------------------------------------------
@@ -321,9 +345,27 @@ _INTERVAL_SHAPES = (
 )
 
 
-def _time_interval(interval: Any, field: str) -> datetime:
+def _part_of_day(interval: Mapping[str, Any], field: str) -> datetime:
+    """`{date, part_of_day}` (Open mHealth time-interval-1.x): the end of that part."""
+    date, part = interval.get("date"), interval.get("part_of_day")
+    if not isinstance(date, str) or _FULL_DATE.fullmatch(date) is None:
+        raise AdapterError(f"{field}.date", "expected a date, YYYY-MM-DD")
+    if not isinstance(part, str) or part not in _PART_OF_DAY_ENDS:
+        raise AdapterError(f"{field}.part_of_day", "expected morning, afternoon, evening or "
+                           "night")
+    try:
+        day = datetime.fromisoformat(date).replace(tzinfo=UTC)
+    except ValueError:
+        raise AdapterError(f"{field}.date", "not a valid date") from None
+    return day + timedelta(hours=_PART_OF_DAY_ENDS[part])
+
+
+def _time_interval(interval: Any, field: str, *, part_of_day: bool = False) -> datetime:
     if not isinstance(interval, dict):
         raise AdapterError(field, "expected an object")
+    if part_of_day and ("date" in interval or "part_of_day" in interval) and not (
+            interval.keys() & {"start_date_time", "end_date_time", "duration"}):
+        return _part_of_day(interval, field)
     present = frozenset(k for k in ("start_date_time", "end_date_time", "duration")
                         if k in interval)
     if present not in _INTERVAL_SHAPES:
@@ -340,10 +382,17 @@ def _time_interval(interval: Any, field: str) -> datetime:
         raise AdapterError(f"{field}.duration", "interval ends out of range") from None
 
 
-def _time_frame(body: Mapping[str, Any], prefix: str) -> datetime:
+def _time_frame(body: Mapping[str, Any], prefix: str,
+                ctx: _Context | None = None) -> tuple[datetime, bool]:
+    """When it was measured, and whether the gateway had to infer it: a version whose time
+    frame is optional and has none (the header's creation time, else the receive time), or a
+    date with a part of the day."""
     field = f"{prefix}effective_time_frame"
     frame = body.get("effective_time_frame")
+    schema = ctx.schema if ctx is not None else ("", "")
     if frame is None:
+        if ctx is not None and schema in _TIME_FRAME_OPTIONAL:
+            return ctx.created_at or ctx.received_at, True
         raise AdapterError(field, "required")
     if not isinstance(frame, dict):
         raise AdapterError(field, "expected an object")
@@ -351,8 +400,11 @@ def _time_frame(body: Mapping[str, Any], prefix: str) -> datetime:
     if has_point == has_interval:
         raise AdapterError(field, "expected exactly one of date_time and time_interval")
     if has_point:
-        return _date_time(frame["date_time"], f"{field}.date_time")
-    return _time_interval(frame["time_interval"], f"{field}.time_interval")
+        return _date_time(frame["date_time"], f"{field}.date_time"), False
+    interval = frame["time_interval"]
+    inferred = isinstance(interval, dict) and "part_of_day" in interval
+    return _time_interval(interval, f"{field}.time_interval",
+                          part_of_day=schema in _PART_OF_DAY_ALLOWED), inferred
 
 
 def _to_canonical(value: float, ucum: str, metric: codes.Metric, field: str) -> tuple[float, bool]:
@@ -364,12 +416,15 @@ def _to_canonical(value: float, ucum: str, metric: codes.Metric, field: str) -> 
 
 # --- event construction --------------------------------------------------------------------
 
-def _flags(measured_at: datetime, ctx: _Context, converted: bool) -> tuple[str, ...]:
+def _flags(measured_at: datetime, ctx: _Context, converted: bool,
+           inferred: bool = False) -> tuple[str, ...]:
     flags: list[str] = []
     if not plausibility.clock_plausible(measured_at, ctx.received_at):
         flags.append(Flag.CLOCK_IMPLAUSIBLE)
     if converted:
         flags.append(Flag.CONVERTED_UNIT)
+    if inferred:
+        flags.append(Flag.TIME_INFERRED)
     return tuple(flags)
 
 
@@ -378,13 +433,14 @@ def _statistic_key(statistic: str | None) -> str:
 
 
 def _reading(metric: codes.Metric, values: tuple[Quantity, ...], measured_at: datetime,
-             statistic: str | None, converted: bool, ctx: _Context) -> Reading:
+             statistic: str | None, converted: bool, ctx: _Context,
+             inferred: bool = False) -> Reading:
     return Reading(
         event_id=event_id(ctx.device_id, str(metric.code), measured_at,
                           _statistic_key(statistic)),
         device_id=ctx.device_id, code=metric.code, kind=metric.kind, values=values,
         measured_at=measured_at, received_at=ctx.received_at, source=SOURCE,
-        flags=_flags(measured_at, ctx, converted),
+        flags=_flags(measured_at, ctx, converted, inferred),
     )
 
 
@@ -399,7 +455,7 @@ class _Single:
 
     def __call__(self, body: Mapping[str, Any], prefix: str, ctx: _Context) -> list[Event]:
         raw, unit = _unit_value(body, self.key, prefix, self.units)
-        measured_at = _time_frame(body, prefix)
+        measured_at, inferred = _time_frame(body, prefix, ctx)
         statistic = _enum(body, "descriptive_statistic", _STATISTICS, prefix)
         for key, allowed in self.qualifiers.items():
             _enum(body, key, allowed, prefix)
@@ -408,7 +464,8 @@ class _Single:
                                          f"{prefix}{self.key}.unit")
         plausibility.check_value(self.metric.code, value, f"{prefix}{self.key}.value")
         values = (Quantity(self.metric.code, value, self.metric.ucum),)
-        return [_reading(self.metric, values, measured_at, statistic, converted, ctx)]
+        return [_reading(self.metric, values, measured_at, statistic, converted, ctx,
+                         inferred)]
 
 
 def _extra_checks(metric: codes.Metric, body: Mapping[str, Any], prefix: str) -> None:
@@ -420,7 +477,7 @@ def _extra_checks(metric: codes.Metric, body: Mapping[str, Any], prefix: str) ->
 def _blood_pressure(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list[Event]:
     systolic, sys_unit = _unit_value(body, "systolic_blood_pressure", prefix, _PRESSURE_UNITS)
     diastolic, dia_unit = _unit_value(body, "diastolic_blood_pressure", prefix, _PRESSURE_UNITS)
-    measured_at = _time_frame(body, prefix)
+    measured_at, _ = _time_frame(body, prefix, ctx)
     statistic = _enum(body, "descriptive_statistic", _STATISTICS, prefix)
     _enum(body, "temporal_relationship_to_physical_activity", _PHYSICAL_ACTIVITY, prefix)
     _enum(body, "measurement_location", _BODY_LOCATION, prefix)
@@ -447,7 +504,7 @@ def _geoposition(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list[Ev
         raise AdapterError(f"{prefix}latitude.value", "outside -90..90 degrees")
     if not -180.0 <= lon <= 180.0:
         raise AdapterError(f"{prefix}longitude.value", "outside -180..180 degrees")
-    measured_at = _time_frame(body, prefix)
+    measured_at, _ = _time_frame(body, prefix, ctx)
     statistic = _enum(body, "descriptive_statistic", _STATISTICS, prefix)
     _enum(body, "positioning_system", _POSITIONING_SYSTEMS, prefix)
     _integer(body, "number_of_satellites_in_view", prefix)

@@ -44,7 +44,36 @@ def _at(text: str) -> datetime:
 
 
 # What each shouldPass file must become: (code, ((component code, value, unit), ...), time).
+# Issue 16: older versions too. No time frame (allowed in 1.x): the receive time, flagged.
+NO_TIME = RECEIVED.isoformat()
+
 EXPECTED_PASS: dict[str, tuple[int, tuple[tuple[int, float, str], ...], str]] = {
+    "body-weight/1.0/shouldPass/body-weight-only.json": (188736, ((188736, 50.0, "kg"),), NO_TIME),
+    "body-weight/1.0/shouldPass/date-time-time-frame.json":
+        (188736, ((188736, 50.0, "kg"),), "2013-02-05T07:25:00Z"),
+    "body-weight/1.0/shouldPass/time-interval-time-frame.json":
+        (188736, ((188736, 50.0, "kg"),), "2013-06-05T07:25:00Z"),
+    "body-weight/1.0/shouldPass/with-descriptive-statistic.json":
+        (188736, ((188736, 50.0, "kg"),), "2013-06-05T07:25:00Z"),
+    "body-weight/2.0/shouldPass/body-weight-only.json":
+        (188736, ((188736, 50.0, "kg"),), "2020-02-05T09:45:00-08:00"),
+    "body-weight/2.0/shouldPass/with-descriptive-statistic.json":
+        (188736, ((188736, 49.5, "kg"),), "2020-03-05T10:40:00-08:00"),
+    "heart-rate/1.0/shouldPass/heart-rate-only.json": (149546, ((149546, 60.0, "/min"),), NO_TIME),
+    "heart-rate/1.0/shouldPass/with-everything.json":
+        (149546, ((149546, 50.0, "/min"),), "2013-02-05T07:25:00Z"),
+    "heart-rate/1.0/shouldPass/with-temporal-relationship-to-physical-activity.json":
+        (149546, ((149546, 50.0, "/min"),), "2013-02-05T07:25:00Z"),
+    "heart-rate/1.0/shouldPass/with-time-frame.json":
+        (149546, ((149546, 60.0, "/min"),), "2013-02-05T07:25:00Z"),
+    "heart-rate/1.0/shouldPass/with-user-notes.json":
+        (149546, ((149546, 50.0, "/min"),), "2013-02-05T07:25:00Z"),
+    "heart-rate/1.1/shouldPass/with-temporal-relationship-to-sleep.json":
+        (149546, ((149546, 50.0, "/min"),), "2013-02-05T07:25:00Z"),
+    "oxygen-saturation/1.0/shouldPass/saturation-only.json":
+        (150456, ((150456, 95.0, "%"),), "2013-02-05T07:25:00Z"),
+    "oxygen-saturation/1.0/shouldPass/with-oxygen.json":
+        (150456, ((150456, 95.0, "%"),), "2013-02-05T07:25:00Z"),
     "body-weight/3.0/shouldPass/body-weight-only.json":
         (188736, ((188736, 50.0, "kg"),), "2020-02-05T09:45:00-08:00"),
     "body-weight/3.0/shouldPass/with-descriptive-statistic.json":
@@ -81,6 +110,21 @@ EXPECTED_PASS: dict[str, tuple[int, tuple[tuple[int, float, str], ...], str]] = 
 
 # The field each shouldFail file must be rejected for.
 EXPECTED_FAIL: dict[str, str] = {
+    **{f"body-weight/{v}/shouldFail/{name}": field for v in ("1.0", "2.0") for name, field in (
+        ("empty-document.json", "body_weight"),
+        ("invalid-time-frame.json", "effective_time_frame"),
+        ("invalid-time-interval.json", "effective_time_frame.time_interval"),
+        ("invalid-unit.json", "body_weight.unit"),
+        ("missing-body-weight-unit.json", "body_weight.unit"),
+        ("missing-body-weight-value.json", "body_weight.value"))},
+    # In 1.0 this file also has a wrong unit ("km"), found first.
+    "body-weight/1.0/shouldFail/invalid-descriptive-statistic.json": "body_weight.unit",
+    "body-weight/2.0/shouldFail/invalid-descriptive-statistic.json": "descriptive_statistic",
+    "heart-rate/1.0/shouldFail/empty-document.json": "heart_rate",
+    "heart-rate/1.0/shouldFail/incorrect-unit.json": "heart_rate.unit",
+    "oxygen-saturation/1.0/shouldFail/invalid-oxygen-unit.json":
+        "supplemental_oxygen_flow_rate.unit",
+    "oxygen-saturation/1.0/shouldFail/invalid-unit.json": "oxygen_saturation.unit",
     "blood-pressure/4.0/shouldFail/empty-document.json": "systolic_blood_pressure",
     "blood-pressure/4.0/shouldFail/invalid-pa-value.json":
         "temporal_relationship_to_physical_activity",
@@ -135,6 +179,7 @@ def test_should_pass_becomes_reading(path: Path) -> None:
     assert event.device_id == DEVICE
     if event.measured_at.year < 2015:
         assert Flag.CLOCK_IMPLAUSIBLE in event.flags
+    assert (Flag.TIME_INFERRED in event.flags) == (time == NO_TIME)
     if "temperature" in _id(path):
         assert Flag.CONVERTED_UNIT in event.flags
 
@@ -341,3 +386,39 @@ def test_any_json_raises_only_adapter_error(doc: Any, schema: str | None) -> Non
         return
     for rejection in parsed.rejections:
         assert rejection.field
+
+
+def test_a_date_and_part_of_day_is_placed_at_the_end_of_that_part_and_flagged() -> None:
+    """Open mHealth's own time-frame-1.x (heart-rate 2.0 and the 1.x versions) allows a date
+    and a part of the day; the IEEE 1752 time frame of the newer versions does not."""
+    body = {"heart_rate": {"value": 58, "unit": "beats/min"},
+            "effective_time_frame": {"time_interval": {"date": "2025-12-30",
+                                                       "part_of_day": "evening"}}}
+    [event] = _parse(body, schema="omh:heart-rate:2.0").events
+    assert event.measured_at == datetime(2025, 12, 31, 0, 0, tzinfo=UTC)
+    assert Flag.TIME_INFERRED in event.flags
+    body["effective_time_frame"]["time_interval"]["part_of_day"] = "teatime"
+    with pytest.raises(AdapterError) as caught:
+        _parse(body, schema="omh:heart-rate:2.0")
+    assert caught.value.field == "effective_time_frame.time_interval.part_of_day"
+    weight = {"body_weight": {"value": 72.4, "unit": "kg"},
+              "effective_time_frame": {"time_interval": {"date": "2025-12-30",
+                                                         "part_of_day": "morning"}}}
+    [event] = _parse(weight, schema="omh:body-weight:2.0").events
+    assert event.measured_at == datetime(2025, 12, 30, 12, 0, tzinfo=UTC)
+    with pytest.raises(AdapterError) as caught:
+        _parse(weight, schema="omh:body-weight:3.0")
+    assert caught.value.field == "effective_time_frame.time_interval"
+
+
+def test_a_1x_data_point_without_a_time_frame_takes_its_header_creation_time() -> None:
+    point = _weight_point(version="1.0")
+    del point["body"]["effective_time_frame"]
+    [event] = _parse(point).events
+    assert event.measured_at == datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    assert Flag.TIME_INFERRED in event.flags
+    # 2.0 and later require it.
+    point["header"]["schema_id"]["version"] = "2.0"
+    with pytest.raises(AdapterError) as caught:
+        _parse(point)
+    assert caught.value.field == "body.effective_time_frame"
