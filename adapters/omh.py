@@ -47,7 +47,17 @@ import msgspec
 
 from adapters import codes, plausibility, units
 from adapters.errors import AdapterError, Parsed
-from adapters.events import Event, Flag, Position, PositionFix, Quantity, Reading, event_id, utc
+from adapters.events import (
+    DeviceEvent,
+    Event,
+    Flag,
+    Position,
+    PositionFix,
+    Quantity,
+    Reading,
+    event_id,
+    utc,
+)
 
 SOURCE = "omh"
 NAMESPACE = "omh"
@@ -57,11 +67,12 @@ MAX_DATA_POINTS = 1000
 # against the published test data are listed; others get "unsupported schema version".
 SUPPORTED_SCHEMAS: Final[Mapping[str, frozenset[str]]] = {
     "body-weight": frozenset({"1.0", "2.0", "3.0"}),
-    "blood-pressure": frozenset({"4.0"}),
+    "blood-pressure": frozenset({"1.0", "2.0", "3.0", "3.1", "4.0"}),
     "oxygen-saturation": frozenset({"1.0", "2.0"}),
     "heart-rate": frozenset({"1.0", "1.1", "2.0"}),
-    "body-temperature": frozenset({"4.0"}),
+    "body-temperature": frozenset({"1.0", "2.0", "3.0", "4.0"}),
     "geoposition": frozenset({"1.0"}),
+    "single-medication-dose-taken": frozenset({"1.0"}),
 }
 
 # Value sets copied from the schemas (IEEE 1752.1 and omh), as data.
@@ -74,6 +85,8 @@ _PHYSICAL_ACTIVITY = frozenset({
     "at rest", "active", "before exercise", "after exercise", "during exercise",
 })
 _SLEEP = frozenset({"before sleeping", "during sleep", "on waking"})
+_POSITION_DURING_MEASUREMENT = frozenset({"sitting", "lying down", "standing"})  # bp 1.0
+_BODY_POSTURE_1X = _POSITION_DURING_MEASUREMENT | {"semi-recumbent"}  # omh body-posture-1.x
 _BODY_LOCATION = frozenset({
     "left ankle", "right ankle", "left hip", "right hip", "left thigh", "right thigh",
     "left thorax", "middle left thorax", "left upper arm", "right upper arm", "left wrist",
@@ -82,6 +95,19 @@ _BODY_LOCATION = frozenset({
 _TEMPERATURE_LOCATION = frozenset({
     "axillary", "finger", "forehead", "oral", "rectal", "temporal artery", "toe", "tympanic",
     "wrist", "vagina",
+})
+_TEMPERATURE_LOCATION_1_0 = frozenset({
+    "oral", "rectal", "vaginal", "axillary", "otic", "wrist", "chest", "temporal"})
+# medication-dose-unit-1.x, as data.
+_DOSE_UNITS: Final = frozenset({
+    '%', 'AU', 'AU/mL', 'BAU', 'BAU/mL', 'BU', 'CCID_50', 'Ci', "D'ag'U", 'FFU', 'IU', 'IU/L',
+    'IU/mL', 'L', 'Lf', 'LfU/mL', 'PFU', 'PNU', 'PNU/mL', 'TCID_50', 'U', "USP'U", 'X', 'bar',
+    'bead', 'capsule', 'cellular sheet', 'cloth', 'cm^2', 'dL', 'disc', 'douche', 'drop', 'g',
+    'globule', 'granule', 'gum', 'hp_C', 'hp_M', 'hp_Q', 'hp_X', 'kp_C', 'lozenge', 'mCi',
+    'mCi/mL', 'mEq', 'mL', 'mU', 'mg', 'mg/actuat', 'mg/hr', 'mg/mL', 'mg/mg', 'mmol', 'mol',
+    'ng', 'nmol', 'organisms', 'pastille', 'patch', 'pellet', 'pill', 'pouch', 'puff', 'ring',
+    'salve', 'stick', 'strip', 'suppository', 'swab', 'tablet', 'tampon', 'tape', 'tbsp', 'tsp',
+    'uCi', 'uL', 'ug', 'ug/mL', 'umol', 'unt', 'unt/mL', 'vial', 'wafer',
 })
 _POSITIONING_SYSTEMS = frozenset({"GPS", "GLONASS", "Galileo", "Beidou", "COMPASS", "IRNSS",
                                   "QZSS"})
@@ -118,10 +144,14 @@ _DURATION_SECONDS: Final[Mapping[str, float]] = {
 # day (the IEEE 1752 time frame of the newer versions dropped that).
 _TIME_FRAME_OPTIONAL: Final = frozenset({
     ("body-weight", "1.0"), ("heart-rate", "1.0"), ("heart-rate", "1.1"),
-    ("oxygen-saturation", "1.0")})
+    ("oxygen-saturation", "1.0"), ("blood-pressure", "1.0"), ("blood-pressure", "2.0"),
+    ("body-temperature", "1.0"), ("body-temperature", "2.0")})
 _PART_OF_DAY_ALLOWED: Final = frozenset({
     ("body-weight", "1.0"), ("body-weight", "2.0"), ("heart-rate", "1.0"), ("heart-rate", "1.1"),
-    ("heart-rate", "2.0"), ("oxygen-saturation", "1.0"), ("oxygen-saturation", "2.0")})
+    ("heart-rate", "2.0"), ("oxygen-saturation", "1.0"), ("oxygen-saturation", "2.0"),
+    ("blood-pressure", "1.0"), ("blood-pressure", "2.0"), ("blood-pressure", "3.0"),
+    ("blood-pressure", "3.1"), ("body-temperature", "1.0"), ("body-temperature", "2.0"),
+    ("body-temperature", "3.0"), ("single-medication-dose-taken", "1.0")})
 # Where a part of the day ends (the reading is placed at the end of its interval, as any other
 # interval is), in hours after the date's midnight, UTC: a date without an offset is UTC.
 _PART_OF_DAY_ENDS: Final[Mapping[str, int]] = {
@@ -457,7 +487,7 @@ class _Single:
         raw, unit = _unit_value(body, self.key, prefix, self.units)
         measured_at, inferred = _time_frame(body, prefix, ctx)
         statistic = _enum(body, "descriptive_statistic", _STATISTICS, prefix)
-        for key, allowed in self.qualifiers.items():
+        for key, allowed in _QUALIFIERS_OF_VERSION.get(ctx.schema, self.qualifiers).items():
             _enum(body, key, allowed, prefix)
         _extra_checks(self.metric, body, prefix)
         value, converted = _to_canonical(raw, self.units[unit], self.metric,
@@ -477,12 +507,19 @@ def _extra_checks(metric: codes.Metric, body: Mapping[str, Any], prefix: str) ->
 def _blood_pressure(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list[Event]:
     systolic, sys_unit = _unit_value(body, "systolic_blood_pressure", prefix, _PRESSURE_UNITS)
     diastolic, dia_unit = _unit_value(body, "diastolic_blood_pressure", prefix, _PRESSURE_UNITS)
-    measured_at, _ = _time_frame(body, prefix, ctx)
+    measured_at, inferred = _time_frame(body, prefix, ctx)
     statistic = _enum(body, "descriptive_statistic", _STATISTICS, prefix)
     _enum(body, "temporal_relationship_to_physical_activity", _PHYSICAL_ACTIVITY, prefix)
     _enum(body, "measurement_location", _BODY_LOCATION, prefix)
-    # IEEE 1752 body-posture's value set was not available to check; accept any string.
-    _string(body, "body_posture", prefix)
+    if ctx.schema[1] == "1.0":
+        _enum(body, "position_during_measurement", _POSITION_DURING_MEASUREMENT, prefix)
+    elif ctx.schema[1] != "4.0":
+        _enum(body, "body_posture", _BODY_POSTURE_1X, prefix)
+    else:
+        # IEEE 1752 body-posture's value set was not available to check; any string.
+        _string(body, "body_posture", prefix)
+    if ctx.schema[1] in ("1.0", "2.0"):  # where the schema defines it
+        _string(body, "user_notes", prefix)
     parts: list[Quantity] = []
     converted = False
     for key, raw, unit, metric in (
@@ -494,7 +531,8 @@ def _blood_pressure(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list
         parts.append(Quantity(metric.code, value, metric.ucum))
     plausibility.check_blood_pressure(parts[0].value, parts[1].value,
                                       f"{prefix}systolic_blood_pressure.value")
-    return [_reading(codes.BP_COMPOUND, tuple(parts), measured_at, statistic, converted, ctx)]
+    return [_reading(codes.BP_COMPOUND, tuple(parts), measured_at, statistic, converted, ctx,
+                     inferred)]
 
 
 def _geoposition(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list[Event]:
@@ -521,6 +559,40 @@ def _geoposition(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list[Ev
     )]
 
 
+# Versions whose qualifiers differ from the newest version's (the mapper's own).
+_QUALIFIERS_OF_VERSION: Final[Mapping[tuple[str, str], Mapping[str, frozenset[str]]]] = {
+    ("heart-rate", "1.0"): {"temporal_relationship_to_physical_activity": _PHYSICAL_ACTIVITY},
+    ("body-temperature", "1.0"): {"measurement_location": _TEMPERATURE_LOCATION_1_0},
+}
+
+def _dose_taken(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list[Event]:
+    """A medicine robot's or app's report that a dose was taken: a MEDICATION event
+    `dose_taken`, as the other medicine formats give. Which medicine and how much are checked
+    against the schema but not kept (the canonical event has no place for them, and the
+    huvudman's own systems hold the prescription)."""
+    field = f"{prefix}medication"
+    medication = body.get("medication")
+    if medication is None:
+        raise AdapterError(field, "required")
+    if not isinstance(medication, dict):
+        raise AdapterError(field, "expected an object")
+    if not any(isinstance(medication.get(k), str) and medication[k]
+               for k in ("generic_name", "trade_name")):
+        raise AdapterError(f"{field}.generic_name", "required: generic_name or trade_name")
+    if not isinstance(medication.get("strength"), list):
+        raise AdapterError(f"{field}.strength", "required: a list of value and unit")
+    value, _ = _unit_value(body, "dose", prefix, dict.fromkeys(_DOSE_UNITS))
+    if value < 0:
+        raise AdapterError(f"{prefix}dose.value", "must not be negative")
+    _string(body, "reason_dose_taken_not_as_prescribed", prefix)
+    measured_at, inferred = _time_frame(body, prefix, ctx)
+    return [DeviceEvent(
+        event_id=event_id(ctx.device_id, "omh:dose_taken", measured_at),
+        device_id=ctx.device_id, event_type="dose_taken", kind=codes.Kind.MEDICATION,
+        measured_at=measured_at, received_at=ctx.received_at, source=SOURCE,
+        flags=_flags(measured_at, ctx, False, inferred))]
+
+
 _Mapper = Callable[[Mapping[str, Any], str, _Context], list[Event]]
 
 _MAPPERS: Final[Mapping[str, _Mapper]] = {
@@ -540,4 +612,5 @@ _MAPPERS: Final[Mapping[str, _Mapper]] = {
     }),
     "blood-pressure": _blood_pressure,
     "geoposition": _geoposition,
+    "single-medication-dose-taken": _dose_taken,
 }

@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import codes, omh
+from adapters.codes import Kind
 from adapters.errors import AdapterError
-from adapters.events import Flag, PositionFix, Reading, event_id
+from adapters.events import DeviceEvent, Flag, PositionFix, Reading, event_id
 from tests.paths import CONFORMANCE_ROOT
 
 CONFORMANCE = CONFORMANCE_ROOT / "omh"
@@ -70,6 +72,36 @@ EXPECTED_PASS: dict[str, tuple[int, tuple[tuple[int, float, str], ...], str]] = 
         (149546, ((149546, 50.0, "/min"),), "2013-02-05T07:25:00Z"),
     "heart-rate/1.1/shouldPass/with-temporal-relationship-to-sleep.json":
         (149546, ((149546, 50.0, "/min"),), "2013-02-05T07:25:00Z"),
+    **{f"blood-pressure/{v}/shouldPass/{name}.json": (150020, (
+        (150021, systolic, "mm[Hg]"), (150022, 60.0, "mm[Hg]")), time)
+       for v, name, systolic, time in (
+           ("1.0", "blood-pressure-only", 160.0, NO_TIME),
+           ("1.0", "with-date-time-time-frame", 160.0, "2013-02-05T07:25:00Z"),
+           ("1.0", "with-descriptive-statistic", 160.0, "2013-06-05T07:25:00Z"),
+           ("1.0", "with-everything", 100.0, "2013-06-05T07:25:00Z"),
+           ("1.0", "with-position", 160.0, NO_TIME),
+           ("1.0", "with-user-notes", 160.0, NO_TIME),
+           ("2.0", "blood-pressure-only", 160.0, NO_TIME),
+           ("2.0", "with-descriptive-statistic", 160.0, "2013-06-05T07:25:00Z"),
+           ("2.0", "with-posture", 160.0, NO_TIME),
+           ("3.0", "blood-pressure-only", 115.0, "2020-02-05T07:25:00-08:00"),
+           ("3.0", "with-descriptive-statistic", 160.0, "2020-02-12T07:00:00-08:00"),
+           ("3.0", "with-posture-and-location", 140.0, "2020-02-05T07:25:00-08:00"),
+           ("3.1", "with-posture-location-pa-relation", 125.0, "2020-02-05T07:25:00-08:00"))},
+    **{f"body-temperature/{v}/shouldPass/{name}.json":
+       (150364, ((150364, (fahrenheit - 32) * 5 / 9, "Cel"),), time)
+       for v, name, fahrenheit, time in (
+           ("1.0", "valid-temperature-with-statistic", 96.5, "2015-02-06T06:00:00Z"),
+           ("1.0", "valid-temperature", 97, "2013-02-05T07:25:00Z"),
+           ("2.0", "basal-temperature", 96.5, "2013-02-05T06:25:00Z"),
+           ("2.0", "valid-temperature-with-statistic", 96.5, "2015-02-06T06:00:00Z"),
+           ("2.0", "valid-temperature", 97, "2013-02-05T07:25:00Z"),
+           ("3.0", "basal-temperature", 96.5, "2013-02-05T06:25:00Z"),
+           ("3.0", "valid-temperature-with-statistic", 96.5, "2020-02-06T06:00:00-08:00"),
+           ("3.0", "valid-temperature", 97, "2013-02-05T07:25:00Z"))},
+    # A date and "evening": the end of the evening, flagged as inferred (below).
+    "blood-pressure/1.0/shouldPass/with-time-frame.json":
+        (150020, ((150021, 160.0, "mm[Hg]"), (150022, 60.0, "mm[Hg]")), "2013-02-06T00:00:00Z"),
     "oxygen-saturation/1.0/shouldPass/saturation-only.json":
         (150456, ((150456, 95.0, "%"),), "2013-02-05T07:25:00Z"),
     "oxygen-saturation/1.0/shouldPass/with-oxygen.json":
@@ -120,6 +152,18 @@ EXPECTED_FAIL: dict[str, str] = {
     # In 1.0 this file also has a wrong unit ("km"), found first.
     "body-weight/1.0/shouldFail/invalid-descriptive-statistic.json": "body_weight.unit",
     "body-weight/2.0/shouldFail/invalid-descriptive-statistic.json": "descriptive_statistic",
+    **{f"blood-pressure/{v}/shouldFail/empty-document.json": "systolic_blood_pressure"
+       for v in ("1.0", "2.0", "3.0")},
+    **{f"body-temperature/{v}/shouldFail/{name}": field for v in ("1.0", "2.0", "3.0")
+       for name, field in (("empty-document.json", "body_temperature"),
+                           ("invalid-unit.json", "body_temperature.unit"))},
+    "body-temperature/3.0/shouldFail/missing-effective-time-frame.json": "effective_time_frame",
+    "blood-pressure/2.0/shouldFail/invalid-unit.json": "systolic_blood_pressure.unit",
+    "blood-pressure/3.0/shouldFail/invalid-unit.json": "systolic_blood_pressure.unit",
+    "blood-pressure/3.1/shouldFail/invalid-pa-value.json":
+        "temporal_relationship_to_physical_activity",
+    "single-medication-dose-taken/1.0/shouldFail/missing-time-frame.json":
+        "effective_time_frame",
     "heart-rate/1.0/shouldFail/empty-document.json": "heart_rate",
     "heart-rate/1.0/shouldFail/incorrect-unit.json": "heart_rate.unit",
     "oxygen-saturation/1.0/shouldFail/invalid-oxygen-unit.json":
@@ -154,12 +198,16 @@ EXPECTED_FAIL: dict[str, str] = {
 
 
 def test_corpus_is_fully_covered() -> None:
-    passing = {_id(p) for p in _files("shouldPass") if "geoposition" not in _id(p)}
+    passing = {_id(p) for p in _files("shouldPass") if not _not_a_reading(p)}
     assert passing == set(EXPECTED_PASS)
     assert {_id(p) for p in _files("shouldFail")} == set(EXPECTED_FAIL)
 
 
-@pytest.mark.parametrize("path", [p for p in _files("shouldPass") if "geoposition" not in str(p)],
+def _not_a_reading(path: Path) -> bool:
+    return "geoposition" in str(path) or "medication" in str(path)
+
+
+@pytest.mark.parametrize("path", [p for p in _files("shouldPass") if not _not_a_reading(p)],
                          ids=_id)
 def test_should_pass_becomes_reading(path: Path) -> None:
     parsed = omh.parse(path.read_bytes(), device_id=DEVICE, received_at=RECEIVED,
@@ -179,7 +227,8 @@ def test_should_pass_becomes_reading(path: Path) -> None:
     assert event.device_id == DEVICE
     if event.measured_at.year < 2015:
         assert Flag.CLOCK_IMPLAUSIBLE in event.flags
-    assert (Flag.TIME_INFERRED in event.flags) == (time == NO_TIME)
+    part_of_day = _id(path) == "blood-pressure/1.0/shouldPass/with-time-frame.json"
+    assert (Flag.TIME_INFERRED in event.flags) == (time == NO_TIME or part_of_day)
     if "temperature" in _id(path):
         assert Flag.CONVERTED_UNIT in event.flags
 
@@ -197,6 +246,19 @@ def test_should_pass_geoposition_becomes_position_fix(path: Path) -> None:
     # 2013 predates every device in the fleet: flagged, not dropped.
     assert event.flags == (Flag.CLOCK_IMPLAUSIBLE,)
     assert event.event_id == event_id(DEVICE, "position", event.measured_at)
+
+
+@pytest.mark.parametrize("path", sorted(CONFORMANCE.glob(
+    "single-medication-dose-taken/*/shouldPass/*.json")), ids=_id)
+def test_should_pass_dose_taken_becomes_a_medication_event(path: Path) -> None:
+    parsed = omh.parse(path.read_bytes(), device_id=DEVICE, received_at=RECEIVED,
+                       schema=_schema_of(path))
+    [event] = parsed.events
+    assert isinstance(event, DeviceEvent)
+    assert (event.event_type, event.kind) == ("dose_taken", Kind.MEDICATION)
+    assert event.measured_at == _at("2013-02-05T07:10:00Z")
+    # Which medicine and how much are not kept (nor the patient's own words).
+    assert b"Tenormin" not in msgspec.json.encode(event)
 
 
 @pytest.mark.parametrize("path", _files("shouldFail"), ids=_id)
