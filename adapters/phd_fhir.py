@@ -287,6 +287,11 @@ def _observation(resource: Mapping[str, Any], path: str, ctx: _Context) -> str |
     if _text(resource.get("status")) not in _STORED_STATUSES:
         raise _EntryError(f"{path}status", "only final, amended or corrected observations "
                           "are stored", "business-rule")
+    if "valueSampledData" in resource:
+        # A waveform (a pleth wave, an ECG strip) is not a reading a huvudman follows; the
+        # gateway deliberately takes spot values only (issue 16).
+        raise _EntryError(f"{path}valueSampledData", "real-time sample arrays are not taken "
+                          "by this gateway; send the spot values; not stored", "not-supported")
     if code != BATTERY_CHARGE and code != codes.BP_COMPOUND.code and code not in _SINGLE_CODES:
         raise _EntryError(f"{path}code", "observation code not supported by this gateway; "
                           "not stored", "not-supported")

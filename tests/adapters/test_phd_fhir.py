@@ -90,7 +90,17 @@ EXPECTED: dict[str, dict[str, Any]] = {
 
 def test_every_file_has_expectations() -> None:
     names = {p.name for p in CONFORMANCE.glob("*.json")}
-    assert names == {*EXPECTED, "bundle-continuousnonin.json"}
+    assert names == {*EXPECTED, "bundle-continuousnonin.json", "rtsa-example.json"}
+
+
+def test_a_real_time_sample_array_is_refused_with_the_reason() -> None:
+    """Issue 16: waveforms are deliberately not taken, and the answer says so."""
+    upload = _upload((CONFORMANCE / "rtsa-example.json").read_bytes())
+    assert upload.parsed.events == []
+    [rejection] = upload.parsed.rejections
+    assert rejection.field == "valueSampledData"
+    assert rejection.reason.startswith("real-time sample arrays are not taken")
+    assert [o.issue for o in upload.outcomes] == ["not-supported"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
