@@ -24,6 +24,7 @@ class Kind(StrEnum):
     STATUS = "status"
     ACTIVITY = "activity"
     MEDICATION = "medication"
+    GLUCOSE = "glucose"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +50,16 @@ PULSE_CUFF = Metric(149546, "MDC_PULS_RATE_NON_INV", Kind.PULSE, "/min", "8867-4
 PULSE_OXIMETER = Metric(149530, "MDC_PULS_OXIM_PULS_RATE", Kind.PULSE, "/min", "8867-4", 264864)
 SPO2 = Metric(150456, "MDC_PULS_OXIM_SAT_O2", Kind.SPO2, "%", "2708-6", 262688)
 BODY_TEMPERATURE = Metric(150364, "MDC_TEMP_BODY", Kind.TEMPERATURE, "Cel", "8310-5", 268192)
+# Blood glucose (ISO/IEEE 11073-10417) in mmol/L, as Swedish care reads it; mg/dL is converted.
+GLUCOSE_CAPILLARY = Metric(160184, "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", Kind.GLUCOSE, "mmol/L",
+                           "14743-9", 266866)
+GLUCOSE_PLASMA = Metric(160368, "MDC_CONC_GLU_UNDETERMINED_PLASMA", Kind.GLUCOSE, "mmol/L",
+                        "14749-6", 266866)
 
 METRICS: dict[int, Metric] = {
     m.code: m
     for m in (WEIGHT, BMI, BP_COMPOUND, BP_SYSTOLIC, BP_DIASTOLIC, BP_MEAN, PULSE_CUFF,
-              PULSE_OXIMETER, SPO2, BODY_TEMPERATURE)
+              PULSE_OXIMETER, SPO2, BODY_TEMPERATURE, GLUCOSE_CAPILLARY, GLUCOSE_PLASMA)
 }
 
 # MDC unit codes (partition DIM) to UCUM, for adapters that receive MDC units (PCD-01 OBX-6).
@@ -68,13 +74,15 @@ MDC_UNITS: dict[int, str] = {
     263441: "cm",
     268192: "Cel",
     266560: "[degF]",
+    264274: "mg/dL",
+    266866: "mmol/L",
 }
 # The same units by their MDC reference ids, for OBX-6 on the way out (PCD-01).
 MDC_UNIT_REF_IDS: dict[int, str] = {
     263875: "MDC_DIM_KILO_G", 263904: "MDC_DIM_LB", 266016: "MDC_DIM_MMHG",
     265987: "MDC_DIM_KILO_PASCAL", 262688: "MDC_DIM_PERCENT", 264864: "MDC_DIM_BEAT_PER_MIN",
     264096: "MDC_DIM_KG_PER_M_SQ", 263441: "MDC_DIM_CENTI_M", 268192: "MDC_DIM_DEGC",
-    266560: "MDC_DIM_FAHR",
+    266560: "MDC_DIM_FAHR", 264274: "MDC_DIM_MILLI_G_PER_DL", 266866: "MDC_DIM_MILLI_MOLE_PER_L",
 }
 
 # Device specialisation codes (INFRA partition), used to recognise the device row of PCD-01.

@@ -86,7 +86,8 @@ _ACCEPTED_METHODS = frozenset({"POST", "PUT"})
 _BP_PARTS = (codes.BP_SYSTOLIC, codes.BP_DIASTOLIC, codes.BP_MEAN)
 _SINGLE_CODES = frozenset({codes.WEIGHT.code, codes.BMI.code, codes.PULSE_CUFF.code,
                            codes.PULSE_OXIMETER.code, codes.SPO2.code,
-                           codes.BODY_TEMPERATURE.code})
+                           codes.BODY_TEMPERATURE.code, codes.GLUCOSE_CAPILLARY.code,
+                           codes.GLUCOSE_PLASMA.code})
 # LOINC, for the rare uploader that omits the MDC coding. 8867-4 serves both pulse codes; the
 # non-invasive pulse rate is the generic one.
 _LOINC: Final[Mapping[str, int]] = {

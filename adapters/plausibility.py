@@ -24,6 +24,9 @@ RANGES: dict[int, tuple[float, float]] = {
     codes.PULSE_OXIMETER.code: (20.0, 300.0),
     codes.SPO2.code: (30.0, 100.0),
     codes.BODY_TEMPERATURE.code: (25.0, 45.0),
+    # Meters read about 0.6-33 mmol/L; beyond this it is a unit or device error.
+    codes.GLUCOSE_CAPILLARY.code: (0.5, 50.0),
+    codes.GLUCOSE_PLASMA.code: (0.5, 50.0),
 }
 
 # A device clock this far ahead of the gateway's receive time is wrong, not early.

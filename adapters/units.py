@@ -18,6 +18,7 @@ _ALIASES: dict[str, str] = {
     "cel": "Cel", "°c": "Cel", "c": "Cel", "celsius": "Cel", "k": "K",
     "[degf]": "[degF]", "°f": "[degF]", "f": "[degF]", "fahrenheit": "[degF]",
     "kg/m2": "kg/m2", "kg/m^2": "kg/m2", "kg/m²": "kg/m2",
+    "mmol/l": "mmol/L", "mg/dl": "mg/dL",
 }
 
 _CONVERT: dict[tuple[str, str], Callable[[float], float]] = {
@@ -26,6 +27,8 @@ _CONVERT: dict[tuple[str, str], Callable[[float], float]] = {
     ("kPa", "mm[Hg]"): lambda v: v * 7.500615758,
     ("[degF]", "Cel"): lambda v: (v - 32.0) * 5.0 / 9.0,
     ("K", "Cel"): lambda v: v - 273.15,
+    # Glucose only (the one substance measured in both): its molar mass is 180.16 g/mol.
+    ("mg/dL", "mmol/L"): lambda v: v / 18.016,
 }
 
 

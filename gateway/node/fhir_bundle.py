@@ -211,7 +211,8 @@ def _device_identifier(device_id: str, ids: Identifiers) -> dict[str, str]:
 
 def _categories(metric: codes.Metric | None) -> list[dict[str, Any]]:
     phd = {"coding": [{"system": PHD_CATEGORY_SYSTEM, "code": "phd"}]}
-    if metric is None or metric.loinc is None:
+    # Blood glucose has a LOINC code but is no FHIR vital sign (a laboratory-type value).
+    if metric is None or metric.loinc is None or metric.kind is codes.Kind.GLUCOSE:
         return [phd]
     return [{"coding": [{"system": CATEGORY_SYSTEM, "code": "vital-signs",
                          "display": "Vital Signs"}]}, phd]

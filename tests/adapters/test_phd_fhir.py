@@ -90,7 +90,22 @@ EXPECTED: dict[str, dict[str, Any]] = {
 
 def test_every_file_has_expectations() -> None:
     names = {p.name for p in CONFORMANCE.glob("*.json")}
-    assert names == {*EXPECTED, "bundle-continuousnonin.json", "rtsa-example.json"}
+    assert names == {*EXPECTED, "bundle-continuousnonin.json", "rtsa-example.json",
+                     "glucose-observation.json"}
+
+
+def test_the_igs_glucose_example_becomes_a_glucose_reading_in_mmol_per_litre() -> None:
+    """Issue 16: the PHD IG's glucose example (MDC 160368, 99 mg/dL) in Swedish care's unit."""
+    upload = _upload((CONFORMANCE / "glucose-observation.json").read_bytes())
+    [reading] = upload.parsed.events
+    assert isinstance(reading, Reading)
+    assert (reading.code, reading.kind) == (160368, "glucose")
+    [value] = reading.values
+    assert (value.code, value.unit) == (160368, "mmol/L")
+    assert value.value == pytest.approx(99 / 18.016)
+    assert reading.flags == ("converted_unit",)
+    assert reading.measured_at == _at("2025-01-08T19:07:48-05:00")
+    assert reading.device_id == OXIMETER  # the IG's example device, 74E8FFFEFF051C00
 
 
 def test_a_real_time_sample_array_is_refused_with_the_reason() -> None:
