@@ -423,7 +423,8 @@ async def test_omh_conformance_documents(gateway: RunningGateway, store: Store) 
         assert answer.status_code == 422, (doc, answer.text)
         assert answer.json()["rejected"][0]["field"], doc
     kinds = {k for _, k, _, _ in await _rows(store, device.id)}
-    assert kinds == {"weight", "blood_pressure", "spo2", "pulse", "temperature", "position"}
+    assert kinds == {"weight", "blood_pressure", "spo2", "pulse", "temperature", "position",
+                     "medication"}  # single-medication-dose-taken (issue 16)
     # An array of full data points: the good one kept, the bad one named with its index.
     good = sim.omh_body_weight(71.0, T0)
     bad = sim.omh_body_weight(71.0, T0 + timedelta(minutes=1))
