@@ -603,7 +603,7 @@ def _error_location(rejection: Rejection) -> str:
 TABLE_0357: Final = {
     "101": "Required field missing", "102": "Data type error", "103": "Table value not found",
     "200": "Unsupported message type", "203": "Unsupported version id",
-    "204": "Unknown key identifier", "207": "Application internal error"}
+    "207": "Application internal error"}
 _BY_FIELD: Final = {"MSH-9": "200", "MSH-12": "203", "OBX-3": "103", "OBX-6": "103",
                     "OBX-11": "103"}
 

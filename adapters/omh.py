@@ -169,6 +169,7 @@ class _Context:
     received_at: datetime
     schema: tuple[str, str] = ("", "")  # (name, version) of the data point being read
     created_at: datetime | None = None  # its header's creation_date_time, when it has one
+    point_id: str | None = None  # its header's id: tells apart points whose time is inferred
 
 
 # --- entry point ---------------------------------------------------------------------------
@@ -278,13 +279,14 @@ def _data_point(doc: Any, expected: tuple[str, str] | None, prefix: str,
         if expected is None:
             raise AdapterError("schema", "a body without header needs the schema from the caller")
         schema, body = expected, doc
-    created = doc.get("header", {}).get("creation_date_time") if "header" in doc else None
-    try:
-        created_at = _date_time(created, "header.creation_date_time") if created else None
-    except AdapterError:
-        created_at = None  # only ever a fallback for a missing time frame
+    found = doc.get("header")
+    header: dict[str, Any] = found if isinstance(found, dict) else {}
+    created = header.get("creation_date_time")
+    created_at = (_date_time(created, f"{prefix.removesuffix('body.')}header.creation_date_time")
+                  if created is not None else None)
+    point_id = header.get("id") if isinstance(header.get("id"), str) else None
     return _MAPPERS[schema[0]](body, prefix, dataclasses.replace(
-        ctx, schema=schema, created_at=created_at))
+        ctx, schema=schema, created_at=created_at, point_id=point_id))
 
 
 # --- field helpers -------------------------------------------------------------------------
@@ -387,14 +389,19 @@ def _part_of_day(interval: Mapping[str, Any], field: str) -> datetime:
         day = datetime.fromisoformat(date).replace(tzinfo=UTC)
     except ValueError:
         raise AdapterError(f"{field}.date", "not a valid date") from None
-    return day + timedelta(hours=_PART_OF_DAY_ENDS[part])
+    try:
+        return day + timedelta(hours=_PART_OF_DAY_ENDS[part])
+    except OverflowError:
+        raise AdapterError(f"{field}.date", "date out of range") from None
 
 
 def _time_interval(interval: Any, field: str, *, part_of_day: bool = False) -> datetime:
     if not isinstance(interval, dict):
         raise AdapterError(field, "expected an object")
-    if part_of_day and ("date" in interval or "part_of_day" in interval) and not (
-            interval.keys() & {"start_date_time", "end_date_time", "duration"}):
+    if part_of_day and ("date" in interval or "part_of_day" in interval):
+        if interval.keys() & {"start_date_time", "end_date_time", "duration"}:
+            raise AdapterError(field, "either a date and part_of_day, or date-times and a "
+                               "duration, not both")
         return _part_of_day(interval, field)
     present = frozenset(k for k in ("start_date_time", "end_date_time", "duration")
                         if k in interval)
@@ -420,7 +427,7 @@ def _time_frame(body: Mapping[str, Any], prefix: str,
     field = f"{prefix}effective_time_frame"
     frame = body.get("effective_time_frame")
     schema = ctx.schema if ctx is not None else ("", "")
-    if frame is None:
+    if "effective_time_frame" not in body:
         if ctx is not None and schema in _TIME_FRAME_OPTIONAL:
             return ctx.created_at or ctx.received_at, True
         raise AdapterError(field, "required")
@@ -462,12 +469,20 @@ def _statistic_key(statistic: str | None) -> str:
     return f"statistic:{statistic}" if statistic else ""
 
 
+def _inferred_key(inferred: bool, ctx: _Context, what: object) -> str:
+    """Points whose time the gateway inferred may share it (one header time, one receive time,
+    one part of a day): their ids are told apart by the data point's id, or by what they say."""
+    if not inferred:
+        return ""
+    return f"|point:{ctx.point_id}" if ctx.point_id else f"|content:{what!r}"
+
+
 def _reading(metric: codes.Metric, values: tuple[Quantity, ...], measured_at: datetime,
              statistic: str | None, converted: bool, ctx: _Context,
              inferred: bool = False) -> Reading:
     return Reading(
         event_id=event_id(ctx.device_id, str(metric.code), measured_at,
-                          _statistic_key(statistic)),
+                          _statistic_key(statistic) + _inferred_key(inferred, ctx, values)),
         device_id=ctx.device_id, code=metric.code, kind=metric.kind, values=values,
         measured_at=measured_at, received_at=ctx.received_at, source=SOURCE,
         flags=_flags(measured_at, ctx, converted, inferred),
@@ -489,7 +504,7 @@ class _Single:
         statistic = _enum(body, "descriptive_statistic", _STATISTICS, prefix)
         for key, allowed in _QUALIFIERS_OF_VERSION.get(ctx.schema, self.qualifiers).items():
             _enum(body, key, allowed, prefix)
-        _extra_checks(self.metric, body, prefix)
+        _extra_checks(self.metric, body, prefix, ctx.schema)
         value, converted = _to_canonical(raw, self.units[unit], self.metric,
                                          f"{prefix}{self.key}.unit")
         plausibility.check_value(self.metric.code, value, f"{prefix}{self.key}.value")
@@ -498,7 +513,10 @@ class _Single:
                          inferred)]
 
 
-def _extra_checks(metric: codes.Metric, body: Mapping[str, Any], prefix: str) -> None:
+def _extra_checks(metric: codes.Metric, body: Mapping[str, Any], prefix: str,
+                  schema: tuple[str, str] = ("", "")) -> None:
+    if schema in (("heart-rate", "1.0"), ("heart-rate", "1.1")):
+        _string(body, "user_notes", prefix)
     # Oxygen saturation carries a flow-rate quantity we validate but do not store.
     if metric is codes.SPO2:
         _optional_unit_value(body, "supplemental_oxygen_flow_rate", prefix, _FLOW_UNITS)
@@ -509,8 +527,11 @@ def _blood_pressure(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list
     diastolic, dia_unit = _unit_value(body, "diastolic_blood_pressure", prefix, _PRESSURE_UNITS)
     measured_at, inferred = _time_frame(body, prefix, ctx)
     statistic = _enum(body, "descriptive_statistic", _STATISTICS, prefix)
-    _enum(body, "temporal_relationship_to_physical_activity", _PHYSICAL_ACTIVITY, prefix)
-    _enum(body, "measurement_location", _BODY_LOCATION, prefix)
+    version = ctx.schema[1]
+    if version in ("3.1", "4.0"):  # where the schema defines them
+        _enum(body, "temporal_relationship_to_physical_activity", _PHYSICAL_ACTIVITY, prefix)
+    if version in ("3.0", "3.1", "4.0"):
+        _enum(body, "measurement_location", _BODY_LOCATION, prefix)
     if ctx.schema[1] == "1.0":
         _enum(body, "position_during_measurement", _POSITION_DURING_MEASUREMENT, prefix)
     elif ctx.schema[1] != "4.0":
@@ -581,13 +602,22 @@ def _dose_taken(body: Mapping[str, Any], prefix: str, ctx: _Context) -> list[Eve
         raise AdapterError(f"{field}.generic_name", "required: generic_name or trade_name")
     if not isinstance(medication.get("strength"), list):
         raise AdapterError(f"{field}.strength", "required: a list of value and unit")
-    value, _ = _unit_value(body, "dose", prefix, dict.fromkeys(_DOSE_UNITS))
-    if value < 0:
-        raise AdapterError(f"{prefix}dose.value", "must not be negative")
+    for name in ("generic_name", "trade_name"):
+        if name in medication and not isinstance(medication[name], str):
+            raise AdapterError(f"{field}.{name}", "expected a string")
+    for i, strength in enumerate(medication["strength"]):
+        if not isinstance(strength, dict):
+            raise AdapterError(f"{field}.strength[{i}]", "expected an object with value and unit")
+        _number(strength.get("value"), f"{field}.strength[{i}].value")
+        if not isinstance(strength.get("unit"), str):
+            raise AdapterError(f"{field}.strength[{i}].unit", "required: a string")
+    value, unit = _unit_value(body, "dose", prefix, dict.fromkeys(sorted(_DOSE_UNITS)))
     _string(body, "reason_dose_taken_not_as_prescribed", prefix)
     measured_at, inferred = _time_frame(body, prefix, ctx)
+    # Two medicines taken at one time are two events: the medicine and dose tell them apart.
+    which = f"{medication.get('generic_name') or medication.get('trade_name')}|{value}{unit}"
     return [DeviceEvent(
-        event_id=event_id(ctx.device_id, "omh:dose_taken", measured_at),
+        event_id=event_id(ctx.device_id, "omh:dose_taken", measured_at, which),
         device_id=ctx.device_id, event_type="dose_taken", kind=codes.Kind.MEDICATION,
         measured_at=measured_at, received_at=ctx.received_at, source=SOURCE,
         flags=_flags(measured_at, ctx, False, inferred))]

@@ -195,11 +195,36 @@ _REF_IN_BYTES = re.compile(rb"<(?:[A-Za-z][\w.-]*:)?ref>\s*([0-9A-Za-z]{1,16})\s
                            rb"</(?:[A-Za-z][\w.-]*:)?ref>")
 
 
+def _content_only(data: bytes) -> bytes:
+    """`data` without comments, CDATA sections and declarations (the DTD), in one pass: a ref
+    inside them is no ref of the request's. What follows an unterminated one is dropped."""
+    kept: list[bytes] = []
+    at = 0
+    while (start := data.find(b"<!", at)) >= 0:
+        kept.append(data[at:start])
+        if data.startswith(b"<!--", start):
+            end, close = data.find(b"-->", start + 4), 3
+        elif data.startswith(b"<![CDATA[", start):
+            end, close = data.find(b"]]>", start + 9), 3
+        else:  # <!DOCTYPE …> with or without an internal subset [ … ]
+            bracket, gt = data.find(b"[", start), data.find(b">", start)
+            if bracket >= 0 and (gt < 0 or bracket < gt):
+                end, close = data.find(b"]>", bracket), 2
+            else:
+                end, close = gt, 1
+        if end < 0:
+            return b" ".join(kept)
+        at = end + close
+    kept.append(data[at:])
+    return b" ".join(kept)
+
+
 def scan_ref(data: bytes) -> str | None:
     """The `ref` of a request refused before (or instead of) being parsed as XML, found in its
-    bytes without an XML parser (so nothing a hostile document declares is ever expanded):
-    only when there is exactly one, and it is a valid ref; None otherwise."""
-    found = _REF_IN_BYTES.findall(data[:MAX_BODY_BYTES])
+    bytes without an XML parser (so nothing a hostile document declares is ever expanded),
+    outside comments, CDATA and the DTD: only when there is exactly one, and it is a valid ref;
+    None otherwise."""
+    found = _REF_IN_BYTES.findall(_content_only(data[:MAX_BODY_BYTES]))
     return found[0].decode("ascii") if len(found) == 1 else None
 
 

@@ -317,3 +317,14 @@ def test_any_soap_raises_only_adapter_error(body: str, wrap: bool) -> None:
         _parse(payload)
     except AdapterError:
         pass
+
+
+def test_a_glucose_row_in_mg_per_dl_becomes_mmol_per_litre() -> None:
+    """A Continua glucose meter (11073-10417): MDC 160184 in mg/dL, stored in mmol/L."""
+    glucose = continua.DeviceGroup(SCALE, 528401, datetime(2026, 1, 10, 7, 0, tzinfo=UTC), [
+        continua.Measurement(160184, 108.0, unit=264274)])
+    message = _parse(continua.encode_oru(control_id="GLU", sent_at=RECEIVED, devices=[glucose]))
+    [reading] = [e for e in message.parsed.events if isinstance(e, Reading)]
+    assert (reading.code, reading.kind) == (160184, "glucose")
+    assert [(q.unit, round(q.value, 2)) for q in reading.values] == [("mmol/L", 5.99)]
+    assert "converted_unit" in reading.flags

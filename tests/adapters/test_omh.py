@@ -484,3 +484,49 @@ def test_a_1x_data_point_without_a_time_frame_takes_its_header_creation_time() -
     with pytest.raises(AdapterError) as caught:
         _parse(point)
     assert caught.value.field == "body.effective_time_frame"
+
+
+def test_points_whose_time_is_inferred_keep_ids_of_their_own() -> None:
+    points = []
+    for n, kg in enumerate((70.1, 70.4, 70.2)):
+        point = _weight_point(version="1.0", value=kg)
+        del point["body"]["effective_time_frame"]
+        point["header"]["id"] = f"point-{n}"
+        points.append(point)
+    parsed = _parse(points)
+    assert len({e.event_id for e in parsed.events}) == 3
+    assert _parse([points[0]]).events[0].event_id == parsed.events[0].event_id  # a resend
+
+
+def test_two_medicines_taken_at_once_are_two_events() -> None:
+    def dose(name: str) -> dict[str, Any]:
+        return {"medication": {"generic_name": name, "strength": [{"value": 5, "unit": "mg"}]},
+                "dose": {"value": 1, "unit": "tablet"},
+                "effective_time_frame": {"date_time": "2025-12-30T08:00:00Z"}}
+    first = _parse(dose("metoprolol"), schema="omh:single-medication-dose-taken:1.0")
+    second = _parse(dose("furosemid"), schema="omh:single-medication-dose-taken:1.0")
+    assert first.events[0].event_id != second.events[0].event_id
+
+
+@pytest.mark.parametrize(("frame", "field"), [
+    ({"time_interval": {"date": "9999-12-31", "part_of_day": "evening"}},
+     "effective_time_frame.time_interval.date"),
+    ({"time_interval": {"date": "2025-12-30", "part_of_day": "evening",
+                        "start_date_time": "2025-12-30T18:00:00Z",
+                        "end_date_time": "2025-12-30T20:00:00Z"}},
+     "effective_time_frame.time_interval"),
+    (None, "effective_time_frame"),
+])
+def test_old_time_frames_the_schema_refuses_are_refused(frame: Any, field: str) -> None:
+    body = {"body_weight": {"value": 70, "unit": "kg"}, "effective_time_frame": frame}
+    with pytest.raises(AdapterError) as caught:
+        _parse(body, schema="omh:body-weight:1.0")
+    assert caught.value.field.startswith(field)
+
+
+def test_a_header_creation_time_that_is_no_time_refuses_the_point() -> None:
+    point = _weight_point(version="1.0")
+    point["header"]["creation_date_time"] = ["not", "a", "time"]
+    with pytest.raises(AdapterError) as caught:
+        _parse(point)
+    assert caught.value.field == "header.creation_date_time"

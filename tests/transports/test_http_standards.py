@@ -240,15 +240,16 @@ async def test_pcd01_reading_of_a_device_not_paired_with_the_hub_is_refused(
     assert {e[3] for e in errs} == {"207^Application internal error^HL70357"}
     assert len(await _rows(store, mine.id)) == 1
     assert await _rows(store, theirs.id) == []
-    # A device the gateway does not know at all: 204 unknown key identifier, per row.
+    # A device the gateway does not know at all: the same answer, so that a hub cannot learn
+    # which devices exist.
     stranger = _eui()
     answer = await _post(gateway, "/pcd01/hl7v2", _oru(
         "MSG-PAIR-3", [_scale_group(mine.id, 71.0), _scale_group(stranger, 72.0)]).encode(),
         "application/hl7-v2", hub.token)
     errs = [s for s in _segments(answer.text) if s[0] == "ERR"]
     assert [e[2] for e in errs] == ["OBX^3^18", "OBX^4^18"]  # its device row and reading
-    assert {(e[3], "register it" in e[8]) for e in errs} == {
-        ("204^Unknown key identifier^HL70357", True)}
+    assert {(e[3], "paired hub" in e[8]) for e in errs} == {
+        ("207^Application internal error^HL70357", True)}
     # Nothing of the message usable: still AE, and nothing stored.
     only_theirs = _oru("MSG-PAIR-2", [_cuff_group(theirs.id)])
     answer = await _post(gateway, "/pcd01/hl7v2", only_theirs.encode(), "application/hl7-v2",
@@ -343,6 +344,13 @@ async def test_phd_fhir_device_on_its_own_and_unknown_paths_answer_in_fhir(
         body = answer.json()
         assert body["resourceType"] == "OperationOutcome" and "detail" not in body
         assert body["issue"][0]["code"] == "not-supported"
+    async with httpx.AsyncClient(base_url=gateway.http) as client:
+        # A known path with another method: 405 saying which; with a trailing slash: redirected.
+        wrong = await client.get("/fhir/Observation")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+        assert wrong.json()["resourceType"] == "OperationOutcome"
+        slash = await client.get("/fhir/metadata/")
+        assert slash.status_code == 307 and slash.headers["location"].endswith("/fhir/metadata")
 
 
 async def test_phd_fhir_single_observation(gateway: RunningGateway, store: Store) -> None:

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from adapters import continua, omh, phd_fhir, vendor_gps
 from adapters.errors import AdapterError, Parsed, Rejection
@@ -73,7 +73,9 @@ JSON_TYPES: Final = frozenset({"application/json", FHIR_JSON})
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 _NOT_PAIRED: Final = ("the authenticated uploader may not send this device's readings: it is "
                       "neither the device nor its paired hub")
-_NOT_REGISTERED: Final = "the gateway does not know this device: register it with this hub"
+# The FHIR paths served, with the one method each takes (for 405 and trailing-slash redirects).
+_FHIR_PATHS: Final = {"/fhir/Observation": "POST", "/fhir/Device": "POST",
+                      "/fhir/Patient": "POST", "/fhir/metadata": "GET"}
 _AUTH_HEADERS: Final = {"WWW-Authenticate": 'Bearer, Basic realm="gateway"'}
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n|&#13;|&#x[dD];|&#10;|&#x[aA];")
 # Observation elements the answer to a single create echoes; subject, performer and narrative
@@ -131,8 +133,7 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
         mine, foreign = ingest.split(uploader.id, message.parsed.events)
         refused = list(message.parsed.rejections)
         if foreign:
-            refused += _pcd01_refusals(body, foreign,
-                                       lambda d: registry.device(d) is not None)
+            refused += _pcd01_refusals(body, foreign)
         count_rejections(refused)
         ack_to = message.sending_application
         if mine:
@@ -321,8 +322,14 @@ def standards_router(ingest: HttpIngest) -> APIRouter:
 
     @router.api_route("/fhir/{rest:path}", include_in_schema=False, response_class=Response,
                       methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-    async def fhir_unknown(rest: str) -> Response:
+    async def fhir_unknown(request: Request, rest: str) -> Response:
         # A FHIR client reads OperationOutcomes, never a bare {"detail": ...}.
+        path = "/fhir/" + rest.rstrip("/")
+        if path in _FHIR_PATHS and rest.endswith("/"):  # as the routes did before: redirect
+            return RedirectResponse(request.url.replace(path=path), status_code=307)
+        if path in _FHIR_PATHS:
+            return fhir(405, outcome("not-supported", f"{path} takes {_FHIR_PATHS[path]} only"),
+                        {"Allow": _FHIR_PATHS[path]})
         return fhir(404, outcome("not-supported", "this endpoint takes POST /fhir (a "
                                  "transaction or batch Bundle, or one resource), POST "
                                  "/fhir/Observation, /fhir/Device, /fhir/Patient and GET "
@@ -456,12 +463,11 @@ def _osmand_params(params: Mapping[str, str]) -> formats.Parse:
     return parse
 
 
-def _pcd01_refusals(body: bytes, foreign: Sequence[Event],
-                    registered: Callable[[str], bool]) -> list[Rejection]:
+def _pcd01_refusals(body: bytes, foreign: Sequence[Event]) -> list[Rejection]:
     """One rejection per OBX row naming a device the uploader may not speak for: an
-    application refusal in HL7 terms (table 0357: 204 unknown key identifier for a device the
-    gateway does not know, 207 application error for one that is not this hub's), not an error
-    in the message.
+    application refusal in HL7 terms (table 0357: 207 application error), not an error in the
+    message. The same for a device the gateway does not know and for another hub's, so that a
+    hub cannot learn which devices exist.
 
     The adapter does not say which row an event came from, so the rows are located by their
     OBX-18 EUI-64 (every Continua row carries it; device rows always do). This only places the
@@ -469,12 +475,10 @@ def _pcd01_refusals(body: bytes, foreign: Sequence[Event],
     is reported at MSH-3.
     """
     devices = list(dict.fromkeys(e.device_id for e in foreign))
-    why = {d: (_NOT_PAIRED, "207") if registered(d) else (_NOT_REGISTERED, "204")
-           for d in devices}
     text = body.decode("utf-8", errors="replace")
     start = text.find("MSH")
     if start < 0 or len(text) < start + 5:
-        return [Rejection("MSH-3", why[d][0], code=why[d][1]) for d in devices]
+        return [Rejection("MSH-3", _NOT_PAIRED, code="207")]
     field_sep, comp_sep = text[start + 3], text[start + 4]
     rows: dict[str, list[int]] = {d: [] for d in devices}
     obx = 0
@@ -490,11 +494,10 @@ def _pcd01_refusals(body: bytes, foreign: Sequence[Event],
                 rows[found].append(obx)
     out: list[Rejection] = []
     for device in devices:
-        reason, code = why[device]
-        out.extend(Rejection("OBX-18", reason, position=f"OBX[{n}]", code=code)
+        out.extend(Rejection("OBX-18", _NOT_PAIRED, position=f"OBX[{n}]", code="207")
                    for n in rows[device])
         if not rows[device]:
-            out.append(Rejection("MSH-3", reason, code=code))
+            out.append(Rejection("MSH-3", _NOT_PAIRED, code="207"))
     return out
 
 
