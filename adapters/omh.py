@@ -419,16 +419,15 @@ def _time_interval(interval: Any, field: str, *, part_of_day: bool = False) -> d
         raise AdapterError(f"{field}.duration", "interval ends out of range") from None
 
 
-def _time_frame(body: Mapping[str, Any], prefix: str,
-                ctx: _Context | None = None) -> tuple[datetime, bool]:
+def _time_frame(body: Mapping[str, Any], prefix: str, ctx: _Context) -> tuple[datetime, bool]:
     """When it was measured, and whether the gateway had to infer it: a version whose time
     frame is optional and has none (the header's creation time, else the receive time), or a
     date with a part of the day."""
     field = f"{prefix}effective_time_frame"
     frame = body.get("effective_time_frame")
-    schema = ctx.schema if ctx is not None else ("", "")
+    schema = ctx.schema
     if "effective_time_frame" not in body:
-        if ctx is not None and schema in _TIME_FRAME_OPTIONAL:
+        if schema in _TIME_FRAME_OPTIONAL:
             return ctx.created_at or ctx.received_at, True
         raise AdapterError(field, "required")
     if not isinstance(frame, dict):
@@ -514,7 +513,7 @@ class _Single:
 
 
 def _extra_checks(metric: codes.Metric, body: Mapping[str, Any], prefix: str,
-                  schema: tuple[str, str] = ("", "")) -> None:
+                  schema: tuple[str, str]) -> None:
     if schema in (("heart-rate", "1.0"), ("heart-rate", "1.1")):
         _string(body, "user_notes", prefix)
     # Oxygen saturation carries a flow-rate quantity we validate but do not store.

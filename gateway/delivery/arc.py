@@ -331,7 +331,7 @@ class ArcForwarder:
         metrics.ARC_ACCEPTED.labels(job.receiver, which).inc()
         at = datetime.now(UTC)
         key = (job.event_id, job.receiver)
-        self._later(key, "done", lambda q: q.done(job.event_id, job.receiver, sent, at))
+        self._later(key, "done", functools.partial(_done, job.event_id, job.receiver, sent, at))
         accepted = _Accepted(job, which, address, time.monotonic() + CANCEL_WINDOW_S)
         self._relayed[key] = accepted.until
         device = job.alarm.device_id
@@ -457,7 +457,7 @@ class ArcForwarder:
             if key in self._relayed:  # accepted here; its settlement is still on its way
                 at = datetime.now(UTC)
                 self._later(None, "done", functools.partial(_done, row.event_id, row.receiver,
-                                                            at))
+                                                            0, at))
                 continue
             job = self._open(row)
             if job is None:
@@ -552,8 +552,9 @@ def jobs_from(deliveries: Sequence[DeliveryRow], events: Sequence[Event],
             for d in arcs if d.receiver is not None and d.event_id in alarms]
 
 
-async def _done(event_id: uuid.UUID, receiver: str, at: datetime, q: ArcQueries) -> None:
-    await q.done(event_id, receiver, 0, at)
+async def _done(event_id: uuid.UUID, receiver: str, requests: int, at: datetime,
+                q: ArcQueries) -> None:
+    await q.done(event_id, receiver, requests, at)
 
 
 def _dead(delivery_id: int, reason: str) -> _Write:

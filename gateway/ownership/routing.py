@@ -76,7 +76,6 @@ import msgspec
 
 from adapters.codes import Kind
 from adapters.events import Alarm, AlarmType, Event, Flag, PositionFix, kind_of
-from gateway.crypto.subject import subject_digest
 from gateway.ownership.assignment import Assignment
 
 __all__ = [
@@ -174,8 +173,7 @@ def _to_huvudman(a: Assignment, lane: Lane, *, include_position: bool = False) -
         huvudman=a.huvudman,
         assignment_id=a.id,
         subject_key=a.subject_key,
-        subject_digest=a.subject_digest or (subject_digest(a.subject_sealed)
-                                            if a.subject_sealed else None),
+        subject_digest=a.subject_digest,
         lane=lane,
         alarm_receiver=(a.alarm_route or None) if lane is Lane.ALARM else None,
         include_position=include_position,
