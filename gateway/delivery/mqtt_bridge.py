@@ -216,12 +216,14 @@ class MqttBridgeSink:
                 return published
             waits.append(published)
         await asyncio.wait([f for _, f in waits], timeout=max(deadline - loop.time(), 0.0))
-        for mid, future in waits:
-            if not future.done():
-                if self._waiting.get(mid) is future:
-                    del self._waiting[mid]
-                future.cancel()
-                return RETRY("timeout")
+        late = [(mid, future) for mid, future in waits if not future.done()]
+        for mid, future in late:  # none is left waiting for a PUBACK nobody reads
+            if self._waiting.get(mid) is future:
+                del self._waiting[mid]
+            future.cancel()
+        if late:
+            return RETRY("timeout")
+        for _, future in waits:
             code = future.result()
             # Retained, a subject is kept by the broker whether anyone subscribes yet or not.
             if code == _LOST or code >= 0x80:
